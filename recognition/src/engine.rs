@@ -1,0 +1,260 @@
+//! The inference engine: the only module that names tract.
+//!
+//! Networks are parsed once, given concrete (or deliberately symbolic) input
+//! shapes, optimised and turned into runnable plans. Everything outside this
+//! module sees plain `f32` slices and shapes, so the rest of the pipeline does
+//! not depend on the engine's API. ONNX protobuf reading and writing (for the
+//! classifier file) lives here for the same reason.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prost::Message;
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+use crate::error::Error;
+
+/// One dimension of a network input: fixed, or left symbolic (resolved at run time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dim {
+    Fixed(usize),
+    Symbolic(&'static str),
+}
+
+/// A dense `f32` tensor passed to or returned from a network.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Tensor32 {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor32 {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor32 {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor32 { shape, data }
+    }
+}
+
+/// A parsed ONNX file, kept so several plans (one per input shape) can be
+/// built from it without reading the file again.
+pub(crate) struct OnnxFile {
+    path: PathBuf,
+    proto: pb::ModelProto,
+}
+
+impl std::fmt::Debug for OnnxFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxFile")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl OnnxFile {
+    /// Parses ONNX bytes; `path` is only used in error messages.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<OnnxFile, Error> {
+        let proto = pb::ModelProto::decode(bytes).map_err(|e| Error::ModelInvalid {
+            path: path.to_owned(),
+            reason: format!("not a valid ONNX protobuf ({e}); the file may be truncated"),
+        })?;
+        if proto.graph.is_none() {
+            return Err(Error::ModelInvalid {
+                path: path.to_owned(),
+                reason: "the ONNX file holds no graph".into(),
+            });
+        }
+        Ok(OnnxFile {
+            path: path.to_owned(),
+            proto,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The `metadata_props` key/value pairs stored in the file.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        self.proto
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect()
+    }
+
+    /// Builds an optimised plan with the given input shape for input 0.
+    pub fn plan(&self, input: &[Dim]) -> Result<Network, Error> {
+        let invalid = |e: TractError| Error::ModelInvalid {
+            path: self.path.clone(),
+            reason: format!("{e:#}"),
+        };
+        let mut model = tract_onnx::onnx()
+            .model_for_proto_model(&self.proto)
+            .map_err(invalid)?;
+        let dims: TVec<TDim> = input
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => n.to_dim(),
+                Dim::Symbolic(name) => model.symbols.sym(name).to_dim(),
+            })
+            .collect();
+        model = model
+            .with_input_fact(0, f32::fact(dims).into())
+            .map_err(invalid)?;
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| Error::ModelInvalid {
+                path: self.path.clone(),
+                reason: format!("cannot prepare the network for input {input:?}: {e:#}"),
+            })?;
+        Ok(Network {
+            name: self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            plan,
+        })
+    }
+}
+
+/// An optimised, runnable network.
+pub(crate) struct Network {
+    name: String,
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("name", &self.name).finish()
+    }
+}
+
+impl Network {
+    /// Runs the network on one input; returns the outputs in graph order.
+    pub fn run(&self, input: &Tensor32) -> Result<Vec<Tensor32>, Error> {
+        let fail = |e: TractError| Error::Inference {
+            network: self.name.clone(),
+            reason: format!("{e:#}"),
+        };
+        let tensor = Tensor::from_shape(&input.shape, &input.data).map_err(fail)?;
+        let outputs = self.plan.run(tvec!(tensor.into())).map_err(fail)?;
+        outputs
+            .iter()
+            .map(|t| {
+                let view = t.to_plain_array_view::<f32>().map_err(fail)?;
+                Ok(Tensor32::new(
+                    view.shape().to_vec(),
+                    view.iter().copied().collect(),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A fully connected softmax head and a cosine-similarity layer, written as ONNX.
+///
+/// Inputs: `embedding [1, dim]` (L2-normalised). Outputs: `probabilities [1, k]`
+/// (`softmax(x·W + b)`) and `similarities [1, k]` (`x·C`, C = unit centroids,
+/// one per column).
+pub(crate) struct HeadGraph<'a> {
+    pub dim: usize,
+    pub classes: usize,
+    /// Row-major `[dim, classes]`.
+    pub weights: &'a [f32],
+    pub bias: &'a [f32],
+    /// Row-major `[dim, classes]`.
+    pub centroids: &'a [f32],
+    pub metadata: &'a [(String, String)],
+}
+
+impl HeadGraph<'_> {
+    /// Serialises the head as an ONNX model (opset 13).
+    pub fn to_onnx_bytes(&self) -> Vec<u8> {
+        let tensor = |name: &str, dims: Vec<i64>, data: &[f32]| pb::TensorProto {
+            name: name.into(),
+            dims,
+            data_type: pb::tensor_proto::DataType::Float as i32,
+            float_data: data.to_vec(),
+            ..Default::default()
+        };
+        let value = |name: &str, dims: [i64; 2]| pb::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: pb::tensor_proto::DataType::Float as i32,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|d| pb::tensor_shape_proto::Dimension {
+                                value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(*d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let node = |op: &str, inputs: &[&str], output: &str, attrs: Vec<pb::AttributeProto>| {
+            pb::NodeProto {
+                op_type: op.into(),
+                name: output.into(),
+                input: inputs.iter().map(|s| s.to_string()).collect(),
+                output: vec![output.into()],
+                attribute: attrs,
+                ..Default::default()
+            }
+        };
+        let (d, k) = (self.dim as i64, self.classes as i64);
+        let axis = pb::AttributeProto {
+            name: "axis".into(),
+            r#type: pb::attribute_proto::AttributeType::Int as i32,
+            i: 1,
+            ..Default::default()
+        };
+        let graph = pb::GraphProto {
+            name: "facelock_head".into(),
+            node: vec![
+                node("Gemm", &["embedding", "W", "b"], "logits", vec![]),
+                node("Softmax", &["logits"], "probabilities", vec![axis]),
+                node("MatMul", &["embedding", "C"], "similarities", vec![]),
+            ],
+            initializer: vec![
+                tensor("W", vec![d, k], self.weights),
+                tensor("b", vec![k], self.bias),
+                tensor("C", vec![d, k], self.centroids),
+            ],
+            input: vec![value("embedding", [1, d])],
+            output: vec![
+                value("probabilities", [1, k]),
+                value("similarities", [1, k]),
+            ],
+            ..Default::default()
+        };
+        let model = pb::ModelProto {
+            ir_version: 8,
+            producer_name: "facelock-trainer".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: 13,
+            }],
+            graph: Some(graph),
+            metadata_props: self
+                .metadata
+                .iter()
+                .map(|(k, v)| pb::StringStringEntryProto {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        model.encode_to_vec()
+    }
+}

@@ -1,0 +1,10 @@
+//! The workstation side of facelock: enrol photos, train and calibrate the
+//! classifier, evaluate it, and export the file the lock daemon loads.
+
+pub mod dataset;
+pub mod enroll;
+pub mod evaluate;
+pub mod fit;
+pub mod gate;
+pub mod report;
+pub mod train;

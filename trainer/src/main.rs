@@ -1,0 +1,322 @@
+//! `trainer`: command-line front end; the work happens in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use recognition::{DetectorConfig, FacePipeline, ModelDir, PipelineConfig};
+use trainer::dataset::Dataset;
+use trainer::evaluate::evaluate;
+use trainer::train::{embed_dataset, train, write_classifier, TrainOptions, MIN_PHOTOS_WARNING};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Enrol faces and train the facelock classifier"
+)]
+struct Cli {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct PipelineArgs {
+    /// Folder with the ONNX models and manifest.json (default: the fetch script's output).
+    #[arg(long, global = true, env = "FACELOCK_MODELS")]
+    models: Option<PathBuf>,
+    /// Smallest face, in pixels, the detector looks for.
+    #[arg(long, global = true, default_value_t = 20.0)]
+    min_face_px: f32,
+    /// Crop margin around the face box, as a fraction of its side.
+    #[arg(long, global = true, default_value_t = 0.0)]
+    crop_margin: f32,
+    /// Folder for the embedding cache (default: ~/.cache/facelock/embeddings).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the embedding cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// No progress bar.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a classifier on images/<person>/*.jpg and write it.
+    Train {
+        images: PathBuf,
+        /// Where to write the classifier file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Photos of people who must not get in (any folder layout).
+        #[arg(long)]
+        unknown: Option<PathBuf>,
+        /// Largest tolerated false-accept rate on the strangers seen in calibration.
+        #[arg(long, default_value_t = 0.0)]
+        target_far: f64,
+        /// Genuine accept rate the gate may give up (below the best reachable)
+        /// to sit further from the strangers.
+        #[arg(long, default_value_t = 0.05)]
+        tar_slack: f64,
+        /// Cross-validation folds for calibrating the gate.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+    },
+    /// Measure a classifier on labelled photos.
+    Evaluate {
+        classifier: PathBuf,
+        images: PathBuf,
+        #[arg(long)]
+        unknown: Option<PathBuf>,
+        /// Write the full results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the HTML report here (default: next to the JSON, or report.html).
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Name every face in the given photos.
+    Recognize {
+        classifier: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Write a copy of the (single) image with boxes and names.
+        #[arg(long)]
+        annotate: Option<PathBuf>,
+    },
+    /// Print the main face's embedding of each photo as JSON lines.
+    Embed {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// JSON lines output (the only format).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_pipeline(args: &PipelineArgs) -> Result<FacePipeline> {
+    let dir = args
+        .models
+        .clone()
+        .unwrap_or_else(ModelDir::default_location);
+    let models = ModelDir::open(&dir)?;
+    let config = PipelineConfig {
+        detector: DetectorConfig {
+            min_face_px: args.min_face_px,
+            ..DetectorConfig::default()
+        },
+        crop_margin: args.crop_margin,
+    };
+    Ok(FacePipeline::load(&models, config)?)
+}
+
+fn cache_dir(args: &PipelineArgs) -> Option<PathBuf> {
+    if args.no_cache {
+        return None;
+    }
+    Some(args.cache_dir.clone().unwrap_or_else(|| {
+        ModelDir::default_location()
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("embeddings")
+    }))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let pipeline = load_pipeline(&cli.pipeline)?;
+    let progress = !cli.pipeline.quiet;
+    match cli.command {
+        Command::Train {
+            images,
+            output,
+            unknown,
+            target_far,
+            tar_slack,
+            folds,
+        } => {
+            let options = TrainOptions {
+                images,
+                output: output.clone(),
+                unknown,
+                target_far,
+                tar_slack,
+                folds: folds.max(2),
+                cache_dir: cache_dir(&cli.pipeline),
+                progress,
+            };
+            let report = train(&pipeline, &options)?;
+            for s in &report.extraction.skipped {
+                println!("skipped {}: {}", s.path.display(), s.reason);
+            }
+            for e in report.extraction.multi_face() {
+                println!(
+                    "{}: {} faces, used the largest",
+                    e.sample.path.display(),
+                    e.faces
+                );
+            }
+            for (person, n) in &report.meta.photos_per_person {
+                if *n < MIN_PHOTOS_WARNING {
+                    log::warn!(
+                        "{person} has only {n} usable photo(s); {MIN_PHOTOS_WARNING} or more \
+                         from different days and angles make recognition reliable"
+                    );
+                }
+            }
+            write_classifier(&output, &report.bytes)?;
+            let c = &report.choice;
+            println!(
+                "enrolled {} people from {} photos ({} skipped, {} from cache); {} stranger photos",
+                report.meta.labels.len(),
+                report.extraction.embedded.len(),
+                report.extraction.skipped.len(),
+                report.extraction.cache_hits,
+                report.unknown_used
+            );
+            println!(
+                "gate: probability >= {:.2}, similarity >= {:.2}; cross-validated: \
+                 accuracy {:.1} %, true accept {:.1} %, false accept {:.1} %",
+                c.thresholds.min_probability,
+                c.thresholds.min_similarity,
+                c.closed_set_accuracy * 100.0,
+                c.true_accept_rate * 100.0,
+                c.false_accept_rate * 100.0
+            );
+            println!("wrote {}", output.display());
+        }
+        Command::Evaluate {
+            classifier,
+            images,
+            unknown,
+            json,
+            html,
+        } => {
+            let classifier = pipeline.load_classifier(&classifier)?;
+            let eval = evaluate(
+                &pipeline,
+                &classifier,
+                &images,
+                unknown.as_deref(),
+                cache_dir(&cli.pipeline).as_deref(),
+                progress,
+            )?;
+            for p in &eval.photos {
+                println!(
+                    "{}\t{}\t{}\tp={:.3}\tsim={:.3}",
+                    p.path.display(),
+                    p.person,
+                    p.predicted,
+                    p.probability,
+                    p.similarity
+                );
+            }
+            for s in &eval.skipped {
+                println!("skipped {}: {}", s.path.display(), s.reason);
+            }
+            println!(
+                "closed-set accuracy {:.1} % | true accept {:.1} % of {} | false accept {:.1} % of {} | misidentified {}",
+                eval.closed_set_accuracy * 100.0,
+                eval.true_accept_rate * 100.0,
+                eval.enrolled_photos,
+                eval.false_accept_rate * 100.0,
+                eval.impostor_photos,
+                eval.misidentified
+            );
+            if let Some(path) = &json {
+                std::fs::write(path, serde_json::to_vec_pretty(&eval)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let html_path = html.unwrap_or_else(|| match &json {
+                Some(j) => j.with_extension("html"),
+                None => PathBuf::from("report.html"),
+            });
+            std::fs::write(
+                &html_path,
+                trainer::report::html(&eval, "facelock evaluation"),
+            )
+            .with_context(|| format!("writing {}", html_path.display()))?;
+            println!("report: {}", html_path.display());
+        }
+        Command::Recognize {
+            classifier,
+            images,
+            annotate,
+        } => {
+            let classifier = pipeline.load_classifier(&classifier)?;
+            for path in &images {
+                let image = recognition::photo::load_rgb(path)?;
+                let found = pipeline.recognize(&image, &classifier, 0.0)?;
+                if found.is_empty() {
+                    println!("{}\tno face", path.display());
+                }
+                for r in &found {
+                    let b = r.face.bbox;
+                    println!(
+                        "{}\t{}\tbox=[{:.0},{:.0},{:.0},{:.0}]\tp={:.3}\tsim={:.3}\tnearest={}",
+                        path.display(),
+                        r.prediction.label(),
+                        b.x1,
+                        b.y1,
+                        b.x2,
+                        b.y2,
+                        r.prediction.probability,
+                        r.prediction.similarity,
+                        r.prediction.nearest
+                    );
+                }
+                if let Some(out) = &annotate {
+                    let mut canvas = image.clone();
+                    for r in &found {
+                        let known = r.prediction.identity.is_some();
+                        recognition::annotate::draw_face(&mut canvas, &r.face, known);
+                    }
+                    canvas
+                        .save(out)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                }
+            }
+        }
+        Command::Embed { images, json: _ } => {
+            let dataset = Dataset {
+                samples: images
+                    .iter()
+                    .map(|p| trainer::dataset::Sample {
+                        person: String::new(),
+                        path: p.clone(),
+                    })
+                    .collect(),
+                skipped: Vec::new(),
+            };
+            let extraction = embed_dataset(&pipeline, &dataset, None, false)?;
+            for e in &extraction.embedded {
+                let line = serde_json::json!({
+                    "path": e.sample.path,
+                    "box": e.bbox,
+                    "faces": e.faces,
+                    "embedding": e.embedding.as_slice(),
+                });
+                println!("{line}");
+            }
+            for s in &extraction.skipped {
+                eprintln!("skipped {}: {}", s.path.display(), s.reason);
+            }
+        }
+    }
+    Ok(())
+}
