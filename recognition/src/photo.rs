@@ -3,28 +3,28 @@
 
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
 use crate::error::{Error, Result};
 
-/// Decodes an image file to upright RGB.
+/// Decodes an image file to upright RGB. The format is recognised from the
+/// content, not the file name.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let fail = |reason: String| Error::Image {
         path: path.to_owned(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-    if meta.len() == 0 {
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    if bytes.is_empty() {
         return Err(fail("the file is empty".into()));
     }
-    let reader = ImageReader::open(path)
-        .map_err(|e| fail(e.to_string()))?
-        .with_guessed_format()
-        .map_err(|e| fail(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(fail("not a JPEG or PNG image".into()));
-    }
-    let mut decoder = reader
+    let format = match image::guess_format(&bytes) {
+        Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
+        _ => return Err(fail("not a JPEG or PNG image".into())),
+    };
+    let mut decoder = ImageReader::with_format(Cursor::new(&bytes), format)
         .into_decoder()
         .map_err(|e| fail(format!("cannot decode: {e}")))?;
     let orientation = decoder.orientation().ok();

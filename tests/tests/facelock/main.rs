@@ -1,0 +1,7 @@
+//! End-to-end tests on the real models and the real photos that
+//! `models/fetch.sh` downloads. Run `models/fetch.sh` first.
+
+mod detection;
+mod golden;
+mod support;
+mod training;
