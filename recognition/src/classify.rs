@@ -77,7 +77,7 @@ impl Classifier {
             });
         }
         let net = file
-            .plan(&[Dim::Fixed(1), Dim::Fixed(embedding_size)])
+            .into_plan(&[Dim::Fixed(1), Dim::Fixed(embedding_size)])
             .map_err(|e| invalid(e.to_string()))?;
         let classifier = Classifier { meta, extra, net };
         // A head whose outputs do not match its labels is refused now, not per frame.

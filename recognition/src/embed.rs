@@ -63,7 +63,7 @@ impl Embedder {
     /// Loads FaceNet from a verified model directory.
     pub fn load(models: &ModelDir) -> Result<Embedder> {
         let size = FACE_SIZE as usize;
-        let net = models.load(FACENET)?.plan(&[
+        let net = models.load(FACENET)?.into_plan(&[
             Dim::Fixed(1),
             Dim::Fixed(size),
             Dim::Fixed(size),

@@ -86,13 +86,35 @@ impl OnnxFile {
 
     /// Builds an optimised plan with the given input shape for input 0.
     pub fn plan(&self, input: &[Dim]) -> Result<Network, Error> {
-        let invalid = |e: TractError| Error::ModelInvalid {
+        let model = tract_onnx::onnx()
+            .model_for_proto_model(&self.proto)
+            .map_err(|e| self.invalid(e))?;
+        Self::optimise(&self.path, model, input)
+    }
+
+    /// Like [`OnnxFile::plan`], but frees the parsed file before optimising,
+    /// which lowers the peak memory of loading a large network.
+    pub fn into_plan(self, input: &[Dim]) -> Result<Network, Error> {
+        let model = tract_onnx::onnx()
+            .model_for_proto_model(&self.proto)
+            .map_err(|e| self.invalid(e))?;
+        let OnnxFile { path, proto } = self;
+        drop(proto);
+        Self::optimise(&path, model, input)
+    }
+
+    fn invalid(&self, e: TractError) -> Error {
+        Error::ModelInvalid {
             path: self.path.clone(),
             reason: format!("{e:#}"),
+        }
+    }
+
+    fn optimise(path: &Path, mut model: InferenceModel, input: &[Dim]) -> Result<Network, Error> {
+        let fail = |e: TractError| Error::ModelInvalid {
+            path: path.to_owned(),
+            reason: format!("cannot prepare the network for input {input:?}: {e:#}"),
         };
-        let mut model = tract_onnx::onnx()
-            .model_for_proto_model(&self.proto)
-            .map_err(invalid)?;
         let dims: TVec<TDim> = input
             .iter()
             .map(|d| match d {
@@ -102,17 +124,13 @@ impl OnnxFile {
             .collect();
         model = model
             .with_input_fact(0, f32::fact(dims).into())
-            .map_err(invalid)?;
+            .map_err(fail)?;
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
-            .map_err(|e| Error::ModelInvalid {
-                path: self.path.clone(),
-                reason: format!("cannot prepare the network for input {input:?}: {e:#}"),
-            })?;
+            .map_err(fail)?;
         Ok(Network {
-            name: self
-                .path
+            name: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),

@@ -148,13 +148,13 @@ impl Mtcnn {
             Dim::Symbolic("H"),
             Dim::Symbolic("W"),
         ])?;
-        let rnet = models.load(RNET)?.plan(&[
+        let rnet = models.load(RNET)?.into_plan(&[
             Dim::Symbolic("N"),
             Dim::Fixed(3),
             Dim::Fixed(24),
             Dim::Fixed(24),
         ])?;
-        let onet = models.load(ONET)?.plan(&[
+        let onet = models.load(ONET)?.into_plan(&[
             Dim::Symbolic("N"),
             Dim::Fixed(3),
             Dim::Fixed(48),
@@ -221,10 +221,23 @@ impl Mtcnn {
 
     /// Detects faces in an RGB image, best score first.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>> {
+        let t = std::time::Instant::now();
         let plane = Plane::from_rgb(image);
         let candidates = self.stage1(&plane)?;
+        let (n1, t1) = (candidates.len(), t.elapsed());
         let candidates = self.stage2(&plane, candidates)?;
-        self.stage3(&plane, candidates)
+        let (n2, t2) = (candidates.len(), t.elapsed());
+        let faces = self.stage3(&plane, candidates)?;
+        log::debug!(
+            "mtcnn {}x{}: P-Net {n1} candidates {:.1} ms, R-Net {n2} {:.1} ms, O-Net {} faces {:.1} ms",
+            image.width(),
+            image.height(),
+            t1.as_secs_f64() * 1e3,
+            (t2 - t1).as_secs_f64() * 1e3,
+            faces.len(),
+            (t.elapsed() - t2).as_secs_f64() * 1e3
+        );
+        Ok(faces)
     }
 
     /// P-Net over the pyramid: proposals, NMS per scale and across scales,
