@@ -66,6 +66,22 @@ enum Command {
         /// Cross-validation folds for calibrating the gate.
         #[arg(long, default_value_t = 5)]
         folds: usize,
+        /// Sign the classifier with this private key (from `trainer keygen`).
+        #[arg(long)]
+        sign: Option<PathBuf>,
+    },
+    /// Create an ed25519 key pair for signing classifiers.
+    Keygen {
+        /// Folder for `facelock-signing.key` (private, keep it on the workstation) and
+        /// `facelock-signing.pub` (copy it to the lock, `security.trusted_key`).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Sign (or re-sign) an existing classifier file in place.
+    Sign {
+        /// Private key from `trainer keygen`.
+        key: PathBuf,
+        classifier: PathBuf,
     },
     /// Measure a classifier on labelled photos.
     Evaluate {
@@ -139,6 +155,19 @@ fn cache_dir(args: &PipelineArgs) -> Option<PathBuf> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Key handling needs no models.
+    match &cli.command {
+        Command::Keygen { out } => return keygen(out),
+        Command::Sign { key, classifier } => {
+            let key = recognition::signature::read_signing_key(key)?;
+            let bytes = std::fs::read(classifier)
+                .with_context(|| format!("reading {}", classifier.display()))?;
+            write_classifier(classifier, &recognition::signature::sign(&bytes, &key))?;
+            println!("signed {}", classifier.display());
+            return Ok(());
+        }
+        _ => {}
+    }
     let pipeline = load_pipeline(&cli.pipeline)?;
     let progress = !cli.pipeline.quiet;
     match cli.command {
@@ -149,7 +178,13 @@ fn run(cli: Cli) -> Result<()> {
             target_far,
             tar_slack,
             folds,
+            sign,
         } => {
+            // Read the key first: a bad key path should not cost a training run.
+            let key = sign
+                .as_deref()
+                .map(recognition::signature::read_signing_key)
+                .transpose()?;
             let options = TrainOptions {
                 images,
                 output: output.clone(),
@@ -179,7 +214,14 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
             }
-            write_classifier(&output, &report.bytes)?;
+            let bytes = match &key {
+                Some(key) => recognition::signature::sign(&report.bytes, key),
+                None => report.bytes.clone(),
+            };
+            write_classifier(&output, &bytes)?;
+            if key.is_some() {
+                println!("signed with {}", sign.unwrap_or_default().display());
+            }
             let c = &report.choice;
             println!(
                 "enrolled {} people from {} photos ({} skipped, {} from cache); {} stranger photos",
@@ -292,6 +334,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Keygen { .. } | Command::Sign { .. } => unreachable!("handled above"),
         Command::Embed { images, json: _ } => {
             let dataset = Dataset {
                 samples: images
@@ -318,5 +361,37 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn keygen(out: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let keys = recognition::signature::keygen();
+    let private = out.join("facelock-signing.key");
+    let public = out.join("facelock-signing.pub");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&private)
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing key is never overwritten)",
+                private.display()
+            )
+        })?;
+    f.write_all(keys.private_pem.as_bytes())?;
+    std::fs::write(&public, keys.public_pem.as_bytes())
+        .with_context(|| format!("writing {}", public.display()))?;
+    println!(
+        "private key: {} (keep it on this workstation)",
+        private.display()
+    );
+    println!(
+        "public key:  {} (copy it to the lock and set security.trusted_key)",
+        public.display()
+    );
     Ok(())
 }

@@ -1,0 +1,561 @@
+//! The access log: one JSON object per line, appended and flushed per event, plus optional
+//! JPEG snapshots (the frame with face boxes) of unlocks and unknown visitors, with a
+//! retention count.
+//!
+//! Records carry names, scores and frame counts — never embeddings, which are biometric
+//! data: [`Record`] has no field that could hold one. Snapshots are photos of people; they
+//! are off by default, written with mode 0600 into a 0700 directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::clock;
+use crate::config::{AuditSettings, SnapshotSettings};
+use crate::policy::Action;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    /// The service started (settings, models, camera and relay up).
+    Start,
+    /// The service stopped (door locked).
+    Stop,
+    /// The door was unlocked for `person`.
+    Unlock,
+    /// A qualifying unknown face was refused.
+    DeniedUnknown,
+    /// The door was locked again.
+    Relock,
+    /// A new classifier was loaded.
+    Reload,
+    /// A new classifier was refused; the old one stays in service.
+    ReloadRefused,
+    /// Something failed (camera, relay, recognition).
+    Error,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Start => "start",
+            Event::Stop => "stop",
+            Event::Unlock => "unlock",
+            Event::DeniedUnknown => "denied-unknown",
+            Event::Relock => "relock",
+            Event::Reload => "reload",
+            Event::ReloadRefused => "reload-refused",
+            Event::Error => "error",
+        }
+    }
+}
+
+/// One line of the access log. Absent values are left out of the JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// Wall time, RFC 3339 UTC.
+    pub time: String,
+    pub event: Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+    /// Frames the decision used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// File name of the snapshot taken for this event, inside the snapshot directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+}
+
+impl Record {
+    /// A record of `event`, stamped now.
+    pub fn new(event: Event) -> Record {
+        Record {
+            time: clock::wall_rfc3339(),
+            event,
+            person: None,
+            probability: None,
+            similarity: None,
+            frames: None,
+            message: None,
+            snapshot: None,
+        }
+    }
+
+    pub fn person(mut self, person: impl Into<String>) -> Record {
+        self.person = Some(person.into());
+        self
+    }
+
+    pub fn scores(mut self, probability: f32, similarity: f32) -> Record {
+        self.probability = Some(probability);
+        self.similarity = Some(similarity);
+        self
+    }
+
+    pub fn frames(mut self, frames: u32) -> Record {
+        self.frames = Some(frames);
+        self
+    }
+
+    pub fn message(mut self, message: impl Into<String>) -> Record {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// The record of a policy decision.
+    pub fn from_action(action: &Action) -> Record {
+        match action {
+            Action::Unlock {
+                person,
+                frames,
+                probability,
+                similarity,
+            } => Record::new(Event::Unlock)
+                .person(person)
+                .frames(*frames)
+                .scores(*probability, *similarity),
+            Action::Relock { person } => Record::new(Event::Relock).person(person),
+            Action::DeniedUnknown {
+                probability,
+                similarity,
+            } => Record::new(Event::DeniedUnknown).scores(*probability, *similarity),
+        }
+    }
+}
+
+/// Audit failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The log file or snapshot directory cannot be created or opened.
+    #[error(
+        "cannot open audit {path}: {source}; check that the directory exists and is writable \
+         by the service user (ReadWritePaths in the unit)"
+    )]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Appending to the log failed (disk full?).
+    #[error("cannot write audit log {path}: {source} (disk full?)")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A snapshot could not be written.
+    #[error("cannot write snapshot {path}: {reason}")]
+    Snapshot { path: PathBuf, reason: String },
+}
+
+/// The open access log.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    snapshots: Option<SnapshotSettings>,
+    /// Distinguishes snapshots taken within the same millisecond.
+    counter: u32,
+}
+
+impl AuditLog {
+    /// Opens (appends to) the log, creating it (mode 0640) and its directory if needed, and
+    /// the snapshot directory (mode 0700) when snapshots are on.
+    pub fn open(settings: &AuditSettings) -> Result<AuditLog, AuditError> {
+        let path = &settings.log;
+        let fail = |path: &Path| {
+            let path = path.to_owned();
+            move |source| AuditError::Open { path, source }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(fail(dir))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(fail(path))?;
+        if let Some(snapshots) = &settings.snapshots {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&snapshots.dir)
+                .map_err(fail(&snapshots.dir))?;
+        }
+        Ok(AuditLog {
+            path: path.clone(),
+            file,
+            snapshots: settings.snapshots.clone(),
+            counter: 0,
+        })
+    }
+
+    /// Appends one record and flushes it.
+    pub fn record(&mut self, record: &Record) -> Result<(), AuditError> {
+        let mut line = serde_json::to_string(record).expect("records serialise");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|source| AuditError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Appends a record; for unlocks and unknown visitors, and when snapshots are on, first
+    /// saves the frame with the faces boxed and names the snapshot in the record. A failed
+    /// snapshot is logged and noted in the record; it never loses the record itself.
+    pub fn record_with_snapshot(
+        &mut self,
+        mut record: Record,
+        frame: &RgbImage,
+        faces: &[recognition::Recognized],
+    ) -> Result<(), AuditError> {
+        if matches!(record.event, Event::Unlock | Event::DeniedUnknown) {
+            match self.snapshot(&record, frame, faces) {
+                Ok(name) => record.snapshot = name,
+                Err(e) => {
+                    log::warn!("{e}");
+                    record
+                        .message
+                        .get_or_insert_with(|| format!("snapshot failed: {e}"));
+                }
+            }
+        }
+        self.record(&record)
+    }
+
+    /// Writes the snapshot for `record`; returns its file name, or `None` when snapshots
+    /// are off.
+    fn snapshot(
+        &mut self,
+        record: &Record,
+        frame: &RgbImage,
+        faces: &[recognition::Recognized],
+    ) -> Result<Option<String>, AuditError> {
+        let Some(settings) = &self.snapshots else {
+            return Ok(None);
+        };
+        self.counter = self.counter.wrapping_add(1);
+        let name = snapshot_name(
+            &record.time,
+            self.counter,
+            record.event,
+            record.person.as_deref(),
+        );
+        let path = settings.dir.join(&name);
+        let fail = |reason: String| AuditError::Snapshot {
+            path: path.clone(),
+            reason,
+        };
+        let mut image = frame.clone();
+        for face in faces {
+            recognition::annotate::draw_face(
+                &mut image,
+                &face.face,
+                face.prediction.identity.is_some(),
+            );
+        }
+        // Write under a temporary name, then rename: a reader never sees half a JPEG.
+        let tmp = settings.dir.join(format!(".{name}.tmp"));
+        let write = || -> Result<(), String> {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| e.to_string())?;
+            let mut out = std::io::BufWriter::new(file);
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+                .encode_image(&image)
+                .map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+        };
+        if let Err(reason) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(fail(reason));
+        }
+        prune_snapshots(&settings.dir, settings.keep)
+            .map_err(|e| fail(format!("retention: {e}")))?;
+        Ok(Some(name))
+    }
+}
+
+/// `<time>-<counter>-<event>[-<person>].jpg`, time first so names sort chronologically,
+/// e.g. `20250501T083000.123Z-0001-unlock-ada.jpg`.
+fn snapshot_name(time: &str, counter: u32, event: Event, person: Option<&str>) -> String {
+    let compact: String = time.chars().filter(|c| !matches!(c, '-' | ':')).collect();
+    let mut name = format!("{compact}-{:04}-{}", counter % 10_000, event.as_str());
+    if let Some(person) = person {
+        name.push('-');
+        name.extend(person.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    name + ".jpg"
+}
+
+/// Whether a file name is one of our snapshots (only those are ever deleted).
+fn is_snapshot_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    name.ends_with(".jpg")
+        && b.len() > 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+}
+
+/// Deletes the oldest snapshots beyond `keep`.
+fn prune_snapshots(dir: &Path, keep: usize) -> std::io::Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_snapshot_name(n))
+        .collect();
+    if names.len() <= keep {
+        return Ok(());
+    }
+    names.sort();
+    for name in &names[..names.len() - keep] {
+        std::fs::remove_file(dir.join(name))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn settings(dir: &Path, snapshots: Option<usize>) -> AuditSettings {
+        AuditSettings {
+            log: dir.join("log/audit.jsonl"),
+            snapshots: snapshots.map(|keep| SnapshotSettings {
+                dir: dir.join("snapshots"),
+                keep,
+            }),
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn face(identity: Option<&str>) -> recognition::Recognized {
+        recognition::Recognized {
+            face: recognition::Face {
+                bbox: recognition::BBox {
+                    x1: 10.0,
+                    y1: 10.0,
+                    x2: 50.0,
+                    y2: 60.0,
+                },
+                score: 0.99,
+                landmarks: [(30.0, 30.0); 5],
+            },
+            prediction: recognition::Prediction {
+                identity: identity.map(str::to_owned),
+                nearest: "ada".into(),
+                probability: 0.9,
+                similarity: 0.8,
+            },
+        }
+    }
+
+    #[test]
+    fn events_are_appended_as_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), None);
+        let mut log = AuditLog::open(&s).unwrap();
+        log.record(&Record::new(Event::Start).message("ready"))
+            .unwrap();
+        log.record(&Record::from_action(&Action::Unlock {
+            person: "ada".into(),
+            frames: 3,
+            probability: 0.97,
+            similarity: 0.81,
+        }))
+        .unwrap();
+        log.record(&Record::new(Event::ReloadRefused).message("unsigned"))
+            .unwrap();
+        // Flushed per record: visible without closing.
+        let got = lines(&s.log);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0]["event"], "start");
+        assert_eq!(got[1]["event"], "unlock");
+        assert_eq!(got[1]["person"], "ada");
+        assert_eq!(got[1]["frames"], 3);
+        assert!((got[1]["probability"].as_f64().unwrap() - 0.97).abs() < 1e-6);
+        assert_eq!(got[2]["event"], "reload-refused");
+        assert!(got[0]["time"].as_str().unwrap().ends_with('Z'));
+        drop(log);
+        // Reopening appends.
+        AuditLog::open(&s)
+            .unwrap()
+            .record(&Record::new(Event::Stop))
+            .unwrap();
+        assert_eq!(lines(&s.log).len(), 4);
+        let mode = std::fs::metadata(&s.log).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "not world-readable: {mode:o}");
+    }
+
+    #[test]
+    fn records_only_carry_names_scores_and_counts() {
+        let record = Record::from_action(&Action::DeniedUnknown {
+            probability: 0.3,
+            similarity: 0.2,
+        })
+        .person("x")
+        .frames(1)
+        .message("m");
+        let json = serde_json::to_value(Record {
+            snapshot: Some("s.jpg".into()),
+            ..record
+        })
+        .unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "event",
+                "frames",
+                "message",
+                "person",
+                "probability",
+                "similarity",
+                "snapshot",
+                "time"
+            ]
+        );
+        assert_eq!(json["event"], "denied-unknown");
+    }
+
+    #[test]
+    fn snapshots_are_taken_for_unlocks_and_strangers_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), Some(2));
+        let mut log = AuditLog::open(&s).unwrap();
+        let frame = RgbImage::new(64, 64);
+        let unknown = [face(None)];
+        for _ in 0..3 {
+            log.record_with_snapshot(
+                Record::new(Event::DeniedUnknown).scores(0.3, 0.2),
+                &frame,
+                &unknown,
+            )
+            .unwrap();
+        }
+        log.record_with_snapshot(
+            Record::new(Event::Unlock).person("ada/../x"),
+            &frame,
+            &[face(Some("ada"))],
+        )
+        .unwrap();
+        // Relocks never get snapshots.
+        log.record_with_snapshot(Record::new(Event::Relock).person("ada"), &frame, &[])
+            .unwrap();
+        let snap_dir = s.snapshots.as_ref().unwrap().dir.clone();
+        std::fs::write(snap_dir.join("keep-me.jpg"), b"not ours").unwrap();
+        log.record_with_snapshot(Record::new(Event::Unlock).person("bob"), &frame, &[])
+            .unwrap();
+        let mut files: Vec<String> = std::fs::read_dir(&snap_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(files[0].ends_with("-unlock-ada____x.jpg"), "{files:?}");
+        assert!(files[1].ends_with("-unlock-bob.jpg"), "{files:?}");
+        assert_eq!(files[2], "keep-me.jpg");
+        let records = lines(&s.log);
+        assert_eq!(records.len(), 6);
+        assert!(records[4].get("snapshot").is_none());
+        assert_eq!(records[5]["snapshot"], files[1].as_str());
+        // The snapshot shows the red box of the unknown face.
+        let snap = image::open(snap_dir.join(&files[0])).unwrap().to_rgb8();
+        assert_eq!(snap.dimensions(), (64, 64));
+        let mode = std::fs::metadata(snap_dir.join(&files[1]))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn snapshot_box_colours_mark_known_and_unknown_faces() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), Some(10));
+        let mut log = AuditLog::open(&s).unwrap();
+        let frame = RgbImage::new(64, 64);
+        log.record_with_snapshot(Record::new(Event::DeniedUnknown), &frame, &[face(None)])
+            .unwrap();
+        let name = lines(&s.log)[0]["snapshot"].as_str().unwrap().to_owned();
+        let snap = image::open(s.snapshots.unwrap().dir.join(name))
+            .unwrap()
+            .to_rgb8();
+        let [r, g, _] = snap.get_pixel(30, 10).0;
+        assert!(r > 150 && g < 120, "box pixel {:?}", snap.get_pixel(30, 10));
+    }
+
+    #[test]
+    fn snapshots_off_means_no_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), None);
+        let mut log = AuditLog::open(&s).unwrap();
+        log.record_with_snapshot(
+            Record::new(Event::Unlock).person("ada"),
+            &RgbImage::new(8, 8),
+            &[],
+        )
+        .unwrap();
+        assert!(!dir.path().join("snapshots").exists());
+        assert!(lines(&s.log)[0].get("snapshot").is_none());
+    }
+
+    #[test]
+    fn unopenable_log_says_what_to_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = AuditSettings {
+            log: dir.path().to_owned(), // a directory
+            snapshots: None,
+        };
+        let err = AuditLog::open(&s).unwrap_err().to_string();
+        assert!(err.contains("ReadWritePaths"), "{err}");
+    }
+
+    #[test]
+    fn snapshot_names_sort_by_time() {
+        let a = snapshot_name("2025-05-01T08:30:00.123Z", 1, Event::Unlock, Some("ada"));
+        let b = snapshot_name("2025-05-01T08:30:01.001Z", 2, Event::DeniedUnknown, None);
+        assert_eq!(a, "20250501T083000.123Z-0001-unlock-ada.jpg");
+        assert!(a < b);
+        assert!(is_snapshot_name(&a) && is_snapshot_name(&b));
+        assert!(!is_snapshot_name("holiday.jpg"));
+    }
+}

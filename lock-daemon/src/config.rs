@@ -1,0 +1,946 @@
+//! Configuration: the TOML file parsed into raw structs, then validated into [`Settings`]
+//! (durations, resolved paths, checked ranges). Nothing after this module sees raw TOML.
+//!
+//! Relative paths in the file are resolved against the directory that holds the file, so a
+//! configuration and the files it names can be moved together.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::PolicyConfig;
+
+/// Where the daemon looks for its configuration unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/facelock/lock-daemon.toml";
+
+/// The documented example that lists every key.
+const REFERENCE: &str = "config/lock-daemon.toml in the facelock sources";
+
+/// Why a configuration file was refused. Every message names the file, the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read: wrong path or permissions.
+    #[error(
+        "cannot read configuration {path}: {source}; pass the right file with --config \
+         (default {DEFAULT_PATH})"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error(
+        "configuration {path} is not valid: {message}\nhint: compare the spelling and types \
+         with {REFERENCE}, which documents every key with its unit and default"
+    )]
+    Parse { path: PathBuf, message: String },
+    /// A value is out of range or keys contradict each other.
+    #[error("configuration {path}: `{key}` {problem}; fix: {fix}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw TOML: every key optional here; defaults and ranges are applied in `validate`.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    camera: RawCamera,
+    #[serde(default)]
+    recognition: RawRecognition,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    relay: RawRelay,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    security: RawSecurity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCamera {
+    device: Option<PathBuf>,
+    replay_dir: Option<PathBuf>,
+    width: Option<u32>,
+    height: Option<u32>,
+    fps: Option<u32>,
+    pixel_format: Option<PixelFormat>,
+    rotation: Option<u32>,
+    dark_frame_threshold: Option<u32>,
+    read_timeout_ms: Option<u64>,
+    replay_fps: Option<f64>,
+    replay_loop: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecognition {
+    model_dir: Option<PathBuf>,
+    classifier: Option<PathBuf>,
+    min_face_px: Option<f64>,
+    crop_margin: Option<f64>,
+    detector_min_face_px: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    frames_required: Option<u32>,
+    window_secs: Option<f64>,
+    unlock_secs: Option<f64>,
+    cooldown_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    backend: Option<RelayBackendKind>,
+    bcm_pin: Option<u32>,
+    active_low: Option<bool>,
+    sim_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    log: Option<PathBuf>,
+    snapshots: Option<bool>,
+    snapshot_dir: Option<PathBuf>,
+    snapshots_keep: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    trusted_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RelayBackendKind {
+    Gpio,
+    Sim,
+}
+
+// ---------------------------------------------------------------------------------------
+// Validated settings.
+// ---------------------------------------------------------------------------------------
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The file the settings came from (for messages).
+    pub path: PathBuf,
+    pub camera: CameraSettings,
+    pub recognition: RecognitionSettings,
+    pub policy: PolicySettings,
+    pub relay: RelaySettings,
+    pub audit: AuditSettings,
+    pub security: SecuritySettings,
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CameraSource {
+    /// A V4L2 capture device, e.g. `/dev/video0` or `/dev/v4l/by-id/...`.
+    V4l2 { device: PathBuf },
+    /// A directory of JPEG/PNG files replayed in name order (demo and tests).
+    Replay {
+        dir: PathBuf,
+        /// Frames per second; `None` = as fast as the loop takes them.
+        fps: Option<f64>,
+        /// Start over after the last file instead of ending.
+        looping: bool,
+    },
+}
+
+/// Pixel format asked of a V4L2 camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    /// Motion JPEG: small buffers, decoded on the CPU; what most USB cameras offer at 30 fps.
+    Mjpeg,
+    /// Uncompressed YUV 4:2:2: no decoding, but more USB bandwidth.
+    Yuyv,
+}
+
+/// Clockwise rotation applied to every frame (camera mounted sideways or upside down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rotation {
+    #[default]
+    None,
+    Cw90,
+    Cw180,
+    Cw270,
+}
+
+/// Camera settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraSettings {
+    pub source: CameraSource,
+    /// Frame size asked of the camera (after rotation the size may be swapped).
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub pixel_format: PixelFormat,
+    pub rotation: Rotation,
+    /// Frames whose mean luma (0–255) is below this are skipped; 0 = never skip.
+    pub dark_frame_threshold: u8,
+    /// How long one `next_frame` call waits before the loop wakes up anyway.
+    pub read_timeout: Duration,
+}
+
+/// Recognition settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecognitionSettings {
+    pub model_dir: PathBuf,
+    pub classifier: PathBuf,
+    /// Faces whose shorter side is smaller than this never count (pixels, after rotation).
+    pub min_face_px: f32,
+    /// Crop margin as a fraction of the face box side.
+    pub crop_margin: f32,
+    /// Smallest face the detector's pyramid looks for (pixels); larger = faster.
+    pub detector_min_face_px: f32,
+}
+
+/// Decision policy settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicySettings {
+    pub frames_required: u32,
+    pub window: Duration,
+    pub unlock: Duration,
+    pub cooldown: Duration,
+}
+
+/// Which relay drives the lock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelayBackend {
+    /// A relay on a Raspberry Pi GPIO pin.
+    Gpio { bcm_pin: u8, active_low: bool },
+    /// No hardware: transitions are appended to a log file.
+    Sim { log: PathBuf },
+}
+
+/// Relay settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelaySettings {
+    pub backend: RelayBackend,
+}
+
+/// Audit settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSettings {
+    pub log: PathBuf,
+    /// `Some` when snapshots are enabled.
+    pub snapshots: Option<SnapshotSettings>,
+}
+
+/// Snapshot settings (only present when snapshots are on).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotSettings {
+    pub dir: PathBuf,
+    /// How many snapshots to keep; older ones are deleted.
+    pub keep: usize,
+}
+
+/// Security settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecuritySettings {
+    /// Public key classifiers must be signed with; `None` accepts unsigned classifiers.
+    pub trusted_key: Option<PathBuf>,
+}
+
+/// Defaults, also quoted by `config/lock-daemon.toml`.
+pub mod defaults {
+    pub const DEVICE: &str = "/dev/video0";
+    pub const WIDTH: u32 = 640;
+    pub const HEIGHT: u32 = 480;
+    pub const FPS: u32 = 15;
+    pub const ROTATION: u32 = 0;
+    pub const DARK_FRAME_THRESHOLD: u32 = 0;
+    pub const READ_TIMEOUT_MS: u64 = 1000;
+    pub const REPLAY_FPS: f64 = 0.0;
+    pub const MIN_FACE_PX: f64 = 80.0;
+    pub const CROP_MARGIN: f64 = 0.0;
+    pub const DETECTOR_MIN_FACE_PX: f64 = 40.0;
+    pub const FRAMES_REQUIRED: u32 = 3;
+    pub const WINDOW_SECS: f64 = 2.0;
+    pub const UNLOCK_SECS: f64 = 5.0;
+    pub const COOLDOWN_SECS: f64 = 3.0;
+    pub const AUDIT_LOG: &str = "/var/log/facelock/audit.jsonl";
+    pub const SNAPSHOT_DIR: &str = "/var/lib/facelock/snapshots";
+    pub const SNAPSHOTS_KEEP: u32 = 200;
+}
+
+impl Settings {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Settings::from_toml(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors and its
+    /// directory anchors relative paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Validator { path }.settings(raw)
+    }
+
+    /// The decision policy's parameters.
+    pub fn policy_config(&self) -> PolicyConfig {
+        PolicyConfig {
+            frames_required: self.policy.frames_required,
+            window: self.policy.window,
+            unlock: self.policy.unlock,
+            cooldown: self.policy.cooldown,
+            min_face_px: self.recognition.min_face_px,
+        }
+    }
+}
+
+impl RecognitionSettings {
+    /// The recognition pipeline's settings.
+    pub fn pipeline_config(&self) -> recognition::PipelineConfig {
+        recognition::PipelineConfig {
+            detector: recognition::DetectorConfig {
+                min_face_px: self.detector_min_face_px,
+                ..Default::default()
+            },
+            crop_margin: self.crop_margin,
+        }
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(
+        &self,
+        key: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// Resolves a path relative to the configuration file's directory.
+    fn resolve(&self, path: PathBuf) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        }
+    }
+
+    /// An integer that must lie in `range`.
+    fn int<T>(
+        &self,
+        key: &str,
+        value: T,
+        range: std::ops::RangeInclusive<T>,
+        hint: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.invalid(
+                key,
+                format!(
+                    "= {value} is out of range {}..={}",
+                    range.start(),
+                    range.end()
+                ),
+                hint.to_owned(),
+            ))
+        }
+    }
+
+    /// A finite float that must lie in `range`.
+    fn float(
+        &self,
+        key: &str,
+        value: f64,
+        range: std::ops::RangeInclusive<f64>,
+        hint: &str,
+    ) -> Result<f64, ConfigError> {
+        if value.is_finite() && range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.invalid(
+                key,
+                format!(
+                    "= {value} is out of range {}..={}",
+                    range.start(),
+                    range.end()
+                ),
+                hint.to_owned(),
+            ))
+        }
+    }
+
+    fn secs(
+        &self,
+        key: &str,
+        value: f64,
+        range: std::ops::RangeInclusive<f64>,
+        hint: &str,
+    ) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs_f64(
+            self.float(key, value, range, hint)?,
+        ))
+    }
+
+    fn settings(&self, raw: RawConfig) -> Result<Settings, ConfigError> {
+        let camera = self.camera(raw.camera)?;
+        let recognition = self.recognition(raw.recognition, &camera)?;
+        let policy = self.policy(raw.policy, &camera)?;
+        Ok(Settings {
+            path: self.path.to_owned(),
+            camera,
+            recognition,
+            policy,
+            relay: self.relay(raw.relay)?,
+            audit: self.audit(raw.audit)?,
+            security: SecuritySettings {
+                trusted_key: raw.security.trusted_key.map(|p| self.resolve(p)),
+            },
+        })
+    }
+
+    fn camera(&self, raw: RawCamera) -> Result<CameraSettings, ConfigError> {
+        let source = match (raw.device, raw.replay_dir) {
+            (Some(_), Some(_)) => return Err(self.invalid(
+                "camera.replay_dir",
+                "is set together with camera.device",
+                "keep only one: `device` for a camera, `replay_dir` to replay a folder of images",
+            )),
+            (None, Some(dir)) => CameraSource::Replay {
+                dir: self.resolve(dir),
+                fps: {
+                    let fps = self.float(
+                        "camera.replay_fps",
+                        raw.replay_fps.unwrap_or(defaults::REPLAY_FPS),
+                        0.0..=1000.0,
+                        "frames per second, or 0 to replay as fast as frames are processed",
+                    )?;
+                    (fps > 0.0).then_some(fps)
+                },
+                looping: raw.replay_loop.unwrap_or(false),
+            },
+            (device, None) => CameraSource::V4l2 {
+                device: device.unwrap_or_else(|| PathBuf::from(defaults::DEVICE)),
+            },
+        };
+        let width = self.int(
+            "camera.width",
+            raw.width.unwrap_or(defaults::WIDTH),
+            64..=4096,
+            "use a size the camera offers (`v4l2-ctl --list-formats-ext`), e.g. 640",
+        )?;
+        let height = self.int(
+            "camera.height",
+            raw.height.unwrap_or(defaults::HEIGHT),
+            64..=4096,
+            "use a size the camera offers (`v4l2-ctl --list-formats-ext`), e.g. 480",
+        )?;
+        let fps = self.int(
+            "camera.fps",
+            raw.fps.unwrap_or(defaults::FPS),
+            1..=120,
+            "e.g. 15 or 30",
+        )?;
+        let rotation = match raw.rotation.unwrap_or(defaults::ROTATION) {
+            0 => Rotation::None,
+            90 => Rotation::Cw90,
+            180 => Rotation::Cw180,
+            270 => Rotation::Cw270,
+            other => {
+                return Err(self.invalid(
+                    "camera.rotation",
+                    format!("= {other} is not a right angle"),
+                    "use 0, 90, 180 or 270 (degrees clockwise)",
+                ))
+            }
+        };
+        let dark = self.int(
+            "camera.dark_frame_threshold",
+            raw.dark_frame_threshold
+                .unwrap_or(defaults::DARK_FRAME_THRESHOLD),
+            0..=255,
+            "mean luma 0-255 below which a frame is skipped; 0 disables the check",
+        )?;
+        let timeout = self.int(
+            "camera.read_timeout_ms",
+            raw.read_timeout_ms.unwrap_or(defaults::READ_TIMEOUT_MS),
+            50..=10_000,
+            "milliseconds; keep it well below the systemd WatchdogSec, e.g. 1000",
+        )?;
+        Ok(CameraSettings {
+            source,
+            width,
+            height,
+            fps,
+            pixel_format: raw.pixel_format.unwrap_or(PixelFormat::Mjpeg),
+            rotation,
+            dark_frame_threshold: dark as u8,
+            read_timeout: Duration::from_millis(timeout),
+        })
+    }
+
+    fn recognition(
+        &self,
+        raw: RawRecognition,
+        camera: &CameraSettings,
+    ) -> Result<RecognitionSettings, ConfigError> {
+        let classifier = raw.classifier.ok_or_else(|| {
+            self.invalid(
+                "recognition.classifier",
+                "is missing",
+                "set it to the classifier file written by `trainer train`",
+            )
+        })?;
+        let shorter = camera.width.min(camera.height);
+        let min_face_px = self.float(
+            "recognition.min_face_px",
+            raw.min_face_px.unwrap_or(defaults::MIN_FACE_PX),
+            20.0..=f64::from(shorter),
+            "pixels on the face's shorter side; 80 at 640x480 (at most the frame's shorter side)",
+        )?;
+        let detector_min = self.float(
+            "recognition.detector_min_face_px",
+            raw.detector_min_face_px
+                .unwrap_or(defaults::DETECTOR_MIN_FACE_PX.min(min_face_px)),
+            12.0..=min_face_px,
+            "pixels, at least 12 and at most recognition.min_face_px; e.g. half of min_face_px",
+        )?;
+        let crop_margin = self.float(
+            "recognition.crop_margin",
+            raw.crop_margin.unwrap_or(defaults::CROP_MARGIN),
+            0.0..=1.0,
+            "a fraction of the face box side; use the value the classifier was trained with (default 0)",
+        )?;
+        Ok(RecognitionSettings {
+            model_dir: raw
+                .model_dir
+                .map(|p| self.resolve(p))
+                .unwrap_or_else(recognition::ModelDir::default_location),
+            classifier: self.resolve(classifier),
+            min_face_px: min_face_px as f32,
+            crop_margin: crop_margin as f32,
+            detector_min_face_px: detector_min as f32,
+        })
+    }
+
+    fn policy(
+        &self,
+        raw: RawPolicy,
+        camera: &CameraSettings,
+    ) -> Result<PolicySettings, ConfigError> {
+        let frames_required = self.int(
+            "policy.frames_required",
+            raw.frames_required.unwrap_or(defaults::FRAMES_REQUIRED),
+            1..=100,
+            "number of frames; 3 is the default, 1 decides on a single frame (not recommended)",
+        )?;
+        let window = self.secs(
+            "policy.window_secs",
+            raw.window_secs.unwrap_or(defaults::WINDOW_SECS),
+            0.1..=60.0,
+            "seconds within which the frames must agree, e.g. 2",
+        )?;
+        let unlock = self.secs(
+            "policy.unlock_secs",
+            raw.unlock_secs.unwrap_or(defaults::UNLOCK_SECS),
+            0.5..=600.0,
+            "seconds the door stays unlocked, e.g. 5",
+        )?;
+        let cooldown = self.secs(
+            "policy.cooldown_secs",
+            raw.cooldown_secs.unwrap_or(defaults::COOLDOWN_SECS),
+            0.0..=600.0,
+            "seconds after re-locking during which faces are ignored, e.g. 3",
+        )?;
+        // A live camera can only deliver fps * window frames in a window.
+        if let CameraSource::V4l2 { .. } = camera.source {
+            let possible = window.as_secs_f64() * f64::from(camera.fps);
+            if possible < f64::from(frames_required) {
+                return Err(self.invalid(
+                    "policy.window_secs",
+                    format!(
+                        "= {} s holds only {possible:.1} frames at camera.fps = {}, fewer than \
+                         policy.frames_required = {frames_required}, so the door could never open",
+                        window.as_secs_f64(),
+                        camera.fps
+                    ),
+                    "lengthen the window, raise camera.fps or lower policy.frames_required",
+                ));
+            }
+        }
+        Ok(PolicySettings {
+            frames_required,
+            window,
+            unlock,
+            cooldown,
+        })
+    }
+
+    fn relay(&self, raw: RawRelay) -> Result<RelaySettings, ConfigError> {
+        let backend = match raw.backend {
+            None => {
+                return Err(self.invalid(
+                    "relay.backend",
+                    "is missing",
+                    "set \"gpio\" for a relay on a Raspberry Pi pin, or \"sim\" for a log file",
+                ))
+            }
+            Some(RelayBackendKind::Gpio) => {
+                let pin = raw.bcm_pin.ok_or_else(|| {
+                    self.invalid(
+                        "relay.bcm_pin",
+                        "is missing (needed with backend = \"gpio\")",
+                        "set the BCM GPIO number the relay is wired to (not the header pin number), e.g. 17",
+                    )
+                })?;
+                let pin = self.int(
+                    "relay.bcm_pin",
+                    pin,
+                    0..=27,
+                    "a BCM GPIO number 0-27 (not the physical header pin number)",
+                )?;
+                RelayBackend::Gpio {
+                    bcm_pin: pin as u8,
+                    active_low: raw.active_low.unwrap_or(false),
+                }
+            }
+            Some(RelayBackendKind::Sim) => RelayBackend::Sim {
+                log: self.resolve(raw.sim_log.ok_or_else(|| {
+                    self.invalid(
+                        "relay.sim_log",
+                        "is missing (needed with backend = \"sim\")",
+                        "set a file the simulated relay appends its transitions to",
+                    )
+                })?),
+            },
+        };
+        Ok(RelaySettings { backend })
+    }
+
+    fn audit(&self, raw: RawAudit) -> Result<AuditSettings, ConfigError> {
+        let keep = self.int(
+            "audit.snapshots_keep",
+            raw.snapshots_keep.unwrap_or(defaults::SNAPSHOTS_KEEP),
+            1..=100_000,
+            "number of snapshot files to keep, e.g. 200",
+        )?;
+        let snapshots = raw.snapshots.unwrap_or(false).then(|| SnapshotSettings {
+            dir: self.resolve(
+                raw.snapshot_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(defaults::SNAPSHOT_DIR)),
+            ),
+            keep: keep as usize,
+        });
+        Ok(AuditSettings {
+            log: self.resolve(
+                raw.log
+                    .unwrap_or_else(|| PathBuf::from(defaults::AUDIT_LOG)),
+            ),
+            snapshots,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [recognition]
+        classifier = "classifier.onnx"
+        [relay]
+        backend = "sim"
+        sim_log = "relay.log"
+    "#;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_toml(text, Path::new("/etc/facelock/test.toml"))
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    fn repo_file(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let settings = Settings::load(&repo_file("config/lock-daemon.toml")).unwrap();
+        assert_eq!(settings.policy.frames_required, 3);
+        assert_eq!(settings.policy.window, Duration::from_secs(2));
+        assert_eq!(settings.camera.width, 640);
+        assert!(matches!(
+            settings.relay.backend,
+            RelayBackend::Gpio { bcm_pin: 17, .. }
+        ));
+    }
+
+    #[test]
+    fn demo_example_parses_as_replay_and_sim() {
+        let settings = Settings::load(&repo_file("config/demo.toml")).unwrap();
+        assert!(matches!(
+            settings.camera.source,
+            CameraSource::Replay { .. }
+        ));
+        assert!(matches!(settings.relay.backend, RelayBackend::Sim { .. }));
+    }
+
+    #[test]
+    fn documented_example_states_the_defaults() {
+        // The example sets every key to its default; parsing it and the minimal file must
+        // agree on everything but the keys the minimal file cannot default.
+        let example = Settings::load(&repo_file("config/lock-daemon.toml")).unwrap();
+        let minimal = parse(MINIMAL).unwrap();
+        assert_eq!(example.camera.fps, minimal.camera.fps);
+        assert_eq!(example.camera.read_timeout, minimal.camera.read_timeout);
+        assert_eq!(example.policy, minimal.policy);
+        assert_eq!(
+            example.recognition.min_face_px,
+            minimal.recognition.min_face_px
+        );
+        assert_eq!(
+            example.recognition.detector_min_face_px,
+            minimal.recognition.detector_min_face_px
+        );
+        assert_eq!(example.camera.pixel_format, minimal.camera.pixel_format);
+    }
+
+    #[test]
+    fn missing_sections_take_the_defaults() {
+        let s = parse(MINIMAL).unwrap();
+        assert_eq!(
+            s.camera.source,
+            CameraSource::V4l2 {
+                device: PathBuf::from("/dev/video0")
+            }
+        );
+        assert_eq!(s.camera.pixel_format, PixelFormat::Mjpeg);
+        assert_eq!(s.camera.read_timeout, Duration::from_millis(1000));
+        assert_eq!(s.recognition.min_face_px, 80.0);
+        assert_eq!(s.policy.unlock, Duration::from_secs(5));
+        assert_eq!(s.policy.cooldown, Duration::from_secs(3));
+        assert_eq!(s.audit.snapshots, None);
+        assert_eq!(s.security.trusted_key, None);
+        assert_eq!(
+            s.recognition.model_dir,
+            recognition::ModelDir::default_location()
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_resolved_against_the_config_directory() {
+        let s = parse(MINIMAL).unwrap();
+        assert_eq!(
+            s.recognition.classifier,
+            Path::new("/etc/facelock/classifier.onnx")
+        );
+        assert_eq!(
+            s.relay.backend,
+            RelayBackend::Sim {
+                log: PathBuf::from("/etc/facelock/relay.log")
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_a_hint() {
+        let err = error(&format!("{MINIMAL}\n[policy]\nunlock_seconds = 4\n"));
+        assert!(err.contains("unknown field `unlock_seconds`"), "{err}");
+        assert!(err.contains("/etc/facelock/test.toml"), "{err}");
+        assert!(err.contains("config/lock-daemon.toml"), "{err}");
+        let err = error(&format!("{MINIMAL}\n[cameras]\nfps = 4\n"));
+        assert!(err.contains("unknown field `cameras`"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key_and_the_fix() {
+        let cases = [
+            (
+                "[policy]\nframes_required = 0",
+                "policy.frames_required",
+                "out of range",
+            ),
+            (
+                "[policy]\nwindow_secs = -1.0",
+                "policy.window_secs",
+                "out of range",
+            ),
+            (
+                "[policy]\nunlock_secs = 0.0",
+                "policy.unlock_secs",
+                "out of range",
+            ),
+            (
+                "[camera]\nrotation = 45",
+                "camera.rotation",
+                "0, 90, 180 or 270",
+            ),
+            (
+                "[camera]\ndark_frame_threshold = 300",
+                "camera.dark_frame_threshold",
+                "0-255",
+            ),
+            ("[camera]\nfps = 0", "camera.fps", "out of range"),
+            (
+                "[camera]\nread_timeout_ms = 10",
+                "camera.read_timeout_ms",
+                "WatchdogSec",
+            ),
+            (
+                "[recognition]\nmin_face_px = 600.0",
+                "recognition.min_face_px",
+                "out of range",
+            ),
+            (
+                "[recognition]\ncrop_margin = 2.0",
+                "recognition.crop_margin",
+                "fraction",
+            ),
+            (
+                "[recognition]\ndetector_min_face_px = 100.0",
+                "recognition.detector_min_face_px",
+                "at most",
+            ),
+            (
+                "[audit]\nsnapshots_keep = 0",
+                "audit.snapshots_keep",
+                "out of range",
+            ),
+        ];
+        for (snippet, key, fix) in cases {
+            // Merge the snippet's section into the minimal file.
+            let (section, line) = snippet.split_once('\n').unwrap();
+            let text = if MINIMAL.contains(section) {
+                MINIMAL.replacen(section, snippet, 1)
+            } else {
+                format!("{MINIMAL}\n{snippet}\n")
+            };
+            let err = error(&text);
+            assert!(err.contains(&format!("`{key}`")), "{line}: {err}");
+            assert!(err.contains(fix), "{line}: {err}");
+            assert!(err.contains("fix:"), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn wrong_enum_value_is_named() {
+        let err = error(&MINIMAL.replace("\"sim\"", "\"relay-board\""));
+        assert!(err.contains("unknown variant `relay-board`"), "{err}");
+        assert!(err.contains("gpio"), "{err}");
+        let err = error(&format!("{MINIMAL}\n[camera]\npixel_format = \"h264\"\n"));
+        assert!(err.contains("mjpeg"), "{err}");
+    }
+
+    #[test]
+    fn missing_required_keys_are_named() {
+        let err = error("[relay]\nbackend = \"sim\"\nsim_log = \"x\"\n");
+        assert!(err.contains("`recognition.classifier` is missing"), "{err}");
+        let err = error(&MINIMAL.replace("sim_log = \"relay.log\"", ""));
+        assert!(err.contains("`relay.sim_log` is missing"), "{err}");
+        let err = error(&MINIMAL.replace("\"sim\"", "\"gpio\""));
+        assert!(err.contains("`relay.bcm_pin` is missing"), "{err}");
+        let err = error(
+            &MINIMAL
+                .replace("\"sim\"", "\"gpio\"")
+                .replace("sim_log = \"relay.log\"", "bcm_pin = 40"),
+        );
+        assert!(err.contains("not the physical header pin"), "{err}");
+    }
+
+    #[test]
+    fn device_and_replay_dir_are_exclusive() {
+        let err = error(&format!(
+            "{MINIMAL}\n[camera]\ndevice = \"/dev/video0\"\nreplay_dir = \"frames\"\n"
+        ));
+        assert!(err.contains("keep only one"), "{err}");
+    }
+
+    #[test]
+    fn replay_fps_zero_means_as_fast_as_possible() {
+        let s = parse(&format!(
+            "{MINIMAL}\n[camera]\nreplay_dir = \"frames\"\nreplay_loop = true\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.camera.source,
+            CameraSource::Replay {
+                dir: PathBuf::from("/etc/facelock/frames"),
+                fps: None,
+                looping: true
+            }
+        );
+        let s = parse(&format!(
+            "{MINIMAL}\n[camera]\nreplay_dir = \"frames\"\nreplay_fps = 5.0\n"
+        ))
+        .unwrap();
+        assert!(matches!(s.camera.source, CameraSource::Replay { fps: Some(f), .. } if f == 5.0));
+    }
+
+    #[test]
+    fn window_too_short_for_the_frame_count_is_refused() {
+        let err = error(&format!(
+            "{MINIMAL}\n[camera]\nfps = 2\n[policy]\nwindow_secs = 1.0\n"
+        ));
+        assert!(err.contains("could never open"), "{err}");
+    }
+
+    #[test]
+    fn snapshots_settings_only_when_enabled() {
+        let s = parse(&format!(
+            "{MINIMAL}\n[audit]\nsnapshots = true\nsnapshots_keep = 5\nsnapshot_dir = \"snaps\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.audit.snapshots,
+            Some(SnapshotSettings {
+                dir: PathBuf::from("/etc/facelock/snaps"),
+                keep: 5
+            })
+        );
+    }
+
+    #[test]
+    fn policy_config_carries_the_face_size_floor() {
+        let s = parse(MINIMAL).unwrap();
+        let p = s.policy_config();
+        assert_eq!(p.min_face_px, 80.0);
+        assert_eq!(p.frames_required, 3);
+        assert_eq!(s.recognition.pipeline_config().detector.min_face_px, 40.0);
+    }
+}

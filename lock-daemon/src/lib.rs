@@ -1,0 +1,11 @@
+//! facelock's door-lock service as a library: configuration, camera sources, the decision
+//! policy, the relay, the audit log and systemd notification. `main.rs` only wires them up.
+
+pub mod audit;
+pub mod camera;
+pub mod clock;
+pub mod config;
+pub mod notify;
+pub mod policy;
+pub mod relay;
+pub mod service;
