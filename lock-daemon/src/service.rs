@@ -278,7 +278,7 @@ impl<R: Recognizer> Service<R> {
             match self.camera.next_frame(timeout) {
                 Ok(Some(frame)) => {
                     self.camera_failures = 0;
-                    self.on_frame(frame.image, frame.captured)?;
+                    self.on_frame(frame.image)?;
                 }
                 Ok(None) => {
                     if options.exit_when_replay_ends
@@ -302,7 +302,7 @@ impl<R: Recognizer> Service<R> {
         self.recognizer.labels().join(", ")
     }
 
-    fn on_frame(&mut self, image: RgbImage, captured: Instant) -> Result<()> {
+    fn on_frame(&mut self, image: RgbImage) -> Result<()> {
         let threshold = self.settings.camera.dark_frame_threshold;
         if threshold > 0 && camera::is_dark(&image, threshold) {
             log::trace!("dark frame skipped");
@@ -321,7 +321,9 @@ impl<R: Recognizer> Service<R> {
         let observation = Observation::from_recognized(&faces);
         self.last_faces = faces;
         self.last_frame = Some(image);
-        let actions = self.policy.step(captured, &observation);
+        // Decision time, not capture time: an unlock then lasts `unlock_secs` from the
+        // moment the relay opens, whatever the inference took.
+        let actions = self.policy.step(Instant::now(), &observation);
         self.apply(actions)
     }
 

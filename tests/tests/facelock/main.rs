@@ -1,6 +1,7 @@
 //! End-to-end tests on the real models and the real photos that
 //! `models/fetch.sh` downloads. Run `models/fetch.sh` first.
 
+mod daemon;
 mod detection;
 mod golden;
 mod support;

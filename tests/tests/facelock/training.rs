@@ -46,7 +46,7 @@ fn classifier_of(report: &TrainReport) -> Classifier {
 }
 
 /// The sample set's classifier, trained once.
-fn sample_classifier() -> &'static (TrainReport, Classifier) {
+pub fn sample_classifier() -> &'static (TrainReport, Classifier) {
     static TRAINED: OnceLock<(TrainReport, Classifier)> = OnceLock::new();
     TRAINED.get_or_init(|| {
         let report = train_on(&celeb5("train"), None);
@@ -85,14 +85,23 @@ fn training_on_the_sample_set_recognises_every_validation_photo() {
     assert_eq!(eval.true_accept_rate, 1.0);
 }
 
+/// A classifier trained without ben_afflek, trained once.
+pub fn classifier_without_ben() -> &'static (TrainReport, Classifier) {
+    static TRAINED: OnceLock<(TrainReport, Classifier)> = OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&celeb5("train"), dir.path());
+        std::fs::remove_dir_all(dir.path().join("ben_afflek")).unwrap();
+        let report = train_on(dir.path(), None);
+        let classifier = classifier_of(&report);
+        (report, classifier)
+    })
+}
+
 #[test]
 fn a_person_left_out_of_training_is_always_unknown() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(&celeb5("train"), dir.path());
-    std::fs::remove_dir_all(dir.path().join("ben_afflek")).unwrap();
-    let report = train_on(dir.path(), None);
+    let (report, classifier) = classifier_without_ben();
     assert_eq!(report.meta.labels.len(), 4);
-    let classifier = classifier_of(&report);
     for split in ["train", "val"] {
         let folder = celeb5(split).join("ben_afflek");
         for entry in std::fs::read_dir(&folder).unwrap() {

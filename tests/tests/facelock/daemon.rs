@@ -1,0 +1,406 @@
+//! The lock daemon as a process: real models, real photos replayed as camera
+//! frames, the simulated relay's log as the door.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lock_daemon::relay::sim::{parse_log, Transition};
+use lock_daemon::relay::LockState;
+use recognition::signature;
+
+use crate::support::{celeb5, extra};
+use crate::training::{classifier_without_ben, sample_classifier};
+
+/// The daemon binary, built once (the test profile builds libraries only).
+fn daemon_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "lock-daemon",
+                "--bin",
+                "lock-daemon",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building lock-daemon failed");
+        let exe = std::env::current_exe().unwrap();
+        // target/release/deps/facelock-<hash> -> target/release/lock-daemon
+        let path = exe.parent().unwrap().parent().unwrap().join("lock-daemon");
+        assert!(path.exists(), "{} missing", path.display());
+        path
+    })
+}
+
+/// A lock installation in a temporary folder.
+struct Lock {
+    dir: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy)]
+struct Timing {
+    fps: f64,
+    unlock_secs: f64,
+    cooldown_secs: f64,
+    looping: bool,
+}
+
+const FAST: Timing = Timing {
+    fps: 10.0,
+    unlock_secs: 1.0,
+    cooldown_secs: 0.5,
+    looping: false,
+};
+
+impl Lock {
+    fn new(classifier: &[u8], timing: Timing, trusted_key: Option<&str>) -> Lock {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("frames")).unwrap();
+        std::fs::write(dir.path().join("classifier.onnx"), classifier).unwrap();
+        let security = trusted_key
+            .map(|k| {
+                std::fs::write(dir.path().join("trusted.pub"), k).unwrap();
+                "[security]\ntrusted_key = \"trusted.pub\"\n".to_owned()
+            })
+            .unwrap_or_default();
+        let config = format!(
+            "[camera]\nreplay_dir = \"frames\"\nreplay_fps = {:.1}\nreplay_loop = {}\n\
+             read_timeout_ms = 100\n\
+             [recognition]\nclassifier = \"classifier.onnx\"\nmodel_dir = \"{}\"\n\
+             [policy]\nframes_required = 3\nwindow_secs = 2.0\nunlock_secs = {:.1}\ncooldown_secs = {:.1}\n\
+             [relay]\nbackend = \"sim\"\nsim_log = \"relay.log\"\n\
+             [audit]\nlog = \"audit.jsonl\"\n{security}",
+            timing.fps,
+            timing.looping,
+            recognition::ModelDir::default_location().display(),
+            timing.unlock_secs,
+            timing.cooldown_secs,
+        );
+        std::fs::write(dir.path().join("lock.toml"), config).unwrap();
+        Lock { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Appends `count` copies of each photo to the replay, in order.
+    fn add_frames(&self, photos: &[PathBuf], count: usize) {
+        let frames = self.path("frames");
+        let mut n = std::fs::read_dir(&frames).unwrap().count();
+        for photo in photos {
+            for _ in 0..count {
+                n += 1;
+                let ext = photo.extension().unwrap().to_string_lossy();
+                std::fs::copy(photo, frames.join(format!("{n:05}.{ext}"))).unwrap();
+            }
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(daemon_binary());
+        cmd.args(args)
+            .arg("--config")
+            .arg(self.path("lock.toml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the daemon until the replay ends.
+    fn run_replay(&self) -> Output {
+        let out = self
+            .command(&["run", "--exit-when-replay-ends"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "daemon failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn spawn(&self) -> Child {
+        self.command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn relay(&self) -> Vec<Transition> {
+        parse_log(&std::fs::read_to_string(self.path("relay.log")).unwrap_or_default()).unwrap()
+    }
+
+    fn unlocks(&self) -> usize {
+        self.relay()
+            .iter()
+            .filter(|t| t.state == LockState::Unlocked)
+            .count()
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.audit()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+
+    /// Waits until `done` holds, or panics after `limit`.
+    fn wait_for(&self, limit: Duration, what: &str, done: impl Fn(&Lock) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; relay {:?}; audit {:?}",
+                self.relay(),
+                self.audit()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn photos(person: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(celeb5("val").join(person))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn empty_hallway() -> Vec<PathBuf> {
+    vec![extra("noface/present.png")]
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn an_enrolled_person_unlocks_once_and_the_door_relocks_on_time() {
+    let lock = Lock::new(&sample_classifier().0.bytes, FAST, None);
+    lock.add_frames(&photos("madonna"), 1);
+    lock.add_frames(&empty_hallway(), 5);
+    lock.run_replay();
+    let relay = lock.relay();
+    let unlocks: Vec<&Transition> = relay
+        .iter()
+        .filter(|t| t.state == LockState::Unlocked)
+        .collect();
+    assert_eq!(unlocks.len(), 1, "{relay:?}");
+    let after = relay
+        .iter()
+        .find(|t| t.monotonic_ms > unlocks[0].monotonic_ms && t.state == LockState::Locked)
+        .expect("locked again");
+    let open_ms = after.monotonic_ms - unlocks[0].monotonic_ms;
+    assert!(
+        (1000..2000).contains(&open_ms),
+        "door open for {open_ms} ms"
+    );
+    assert_eq!(relay.last().unwrap().state, LockState::Locked);
+    let unlock = &lock.events("unlock")[0];
+    assert_eq!(unlock["person"], "madonna");
+    assert_eq!(unlock["frames"], 3);
+}
+
+#[test]
+fn strangers_never_unlock() {
+    let lock = Lock::new(&classifier_without_ben().0.bytes, FAST, None);
+    lock.add_frames(&photos("ben_afflek"), 2);
+    lock.add_frames(&[extra("stranger/grace_hopper.jpg")], 4);
+    lock.run_replay();
+    assert_eq!(lock.unlocks(), 0, "{:?}", lock.relay());
+    assert!(!lock.events("denied-unknown").is_empty());
+    // Embeddings are biometric data: the audit log carries scores only.
+    let text = std::fs::read_to_string(lock.path("audit.jsonl")).unwrap();
+    assert!(!text.contains("embedding"));
+}
+
+#[test]
+fn the_door_relocks_on_time_when_the_camera_stalls() {
+    // The replay ends right after the unlock: no more frames arrive.
+    let lock = Lock::new(&sample_classifier().0.bytes, FAST, None);
+    lock.add_frames(&photos("madonna")[..3], 1);
+    let started = Instant::now();
+    lock.run_replay();
+    let relay = lock.relay();
+    assert_eq!(lock.unlocks(), 1, "{relay:?}");
+    assert_eq!(relay.last().unwrap().state, LockState::Locked);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+fn held_open() -> Timing {
+    Timing {
+        fps: 10.0,
+        unlock_secs: 600.0,
+        cooldown_secs: 1.0,
+        looping: true,
+    }
+}
+
+#[test]
+fn sigterm_while_unlocked_leaves_the_door_locked() {
+    let lock = Lock::new(&sample_classifier().0.bytes, held_open(), None);
+    lock.add_frames(&photos("madonna"), 1);
+    let mut child = lock.spawn();
+    lock.wait_for(Duration::from_secs(60), "unlock", |l| l.unlocks() == 1);
+    signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
+}
+
+#[test]
+fn after_kill_9_while_unlocked_secure_locks_the_door() {
+    let lock = Lock::new(&sample_classifier().0.bytes, held_open(), None);
+    lock.add_frames(&photos("madonna"), 1);
+    let mut child = lock.spawn();
+    lock.wait_for(Duration::from_secs(60), "unlock", |l| l.unlocks() == 1);
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    assert_eq!(lock.relay().last().unwrap().state, LockState::Unlocked);
+    // What systemd's ExecStopPost runs:
+    let out = lock.command(&["secure"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
+}
+
+/// Replaces the classifier the way an admin's copy does: write aside, rename.
+fn install(lock: &Lock, bytes: &[u8]) {
+    let tmp = lock.path("classifier.onnx.new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, lock.path("classifier.onnx")).unwrap();
+}
+
+#[test]
+fn replacing_the_classifier_switches_the_enrolled_people() {
+    // ben_afflek walks up again and again; he is enrolled only by the new file.
+    let timing = Timing {
+        unlock_secs: 1.0,
+        ..held_open()
+    };
+    let lock = Lock::new(&classifier_without_ben().0.bytes, timing, None);
+    lock.add_frames(&photos("ben_afflek"), 1);
+    let mut child = lock.spawn();
+    lock.wait_for(Duration::from_secs(60), "a refusal", |l| {
+        !l.events("denied-unknown").is_empty()
+    });
+    assert_eq!(lock.unlocks(), 0);
+    install(&lock, &sample_classifier().0.bytes);
+    lock.wait_for(Duration::from_secs(60), "reload", |l| {
+        !l.events("reload").is_empty()
+    });
+    lock.wait_for(Duration::from_secs(60), "ben's unlock", |l| {
+        l.unlocks() >= 1
+    });
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(lock.events("unlock")[0]["person"], "ben_afflek");
+}
+
+#[test]
+fn bad_classifier_files_are_refused_and_the_old_one_keeps_working() {
+    let keys = signature::keygen();
+    let key = signature::signing_key_from_pem(&keys.private_pem, Path::new("test.key")).unwrap();
+    let good = signature::sign(&sample_classifier().0.bytes, &key);
+    let timing = Timing {
+        unlock_secs: 0.5,
+        cooldown_secs: 0.5,
+        ..held_open()
+    };
+    let lock = Lock::new(&good, timing, Some(&keys.public_pem));
+    lock.add_frames(&photos("madonna"), 1);
+    lock.add_frames(&empty_hallway(), 10);
+    let mut child = lock.spawn();
+    lock.wait_for(Duration::from_secs(60), "first unlock", |l| {
+        l.unlocks() >= 1
+    });
+
+    let mut tampered = good.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    let other_key = signature::keygen();
+    let other =
+        signature::signing_key_from_pem(&other_key.private_pem, Path::new("other.key")).unwrap();
+    let bad_files: [(&str, Vec<u8>); 4] = [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("tampered", tampered),
+        ("unsigned", sample_classifier().0.bytes.clone()),
+        (
+            "signed by someone else",
+            signature::sign(&sample_classifier().0.bytes, &other),
+        ),
+    ];
+    for (i, (what, bytes)) in bad_files.iter().enumerate() {
+        install(&lock, bytes);
+        lock.wait_for(Duration::from_secs(30), what, |l| {
+            l.events("reload-refused").len() > i
+        });
+    }
+    assert!(lock.events("reload").is_empty());
+    // The old classifier is still in service: madonna keeps getting in.
+    let before = lock.unlocks();
+    lock.wait_for(Duration::from_secs(60), "another unlock", |l| {
+        l.unlocks() > before
+    });
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
+}
+
+#[test]
+fn a_missing_camera_is_reported_with_how_to_fix_it() {
+    let lock = Lock::new(&sample_classifier().0.bytes, FAST, None);
+    let config = std::fs::read_to_string(lock.path("lock.toml"))
+        .unwrap()
+        .replace("replay_dir = \"frames\"", "device = \"/dev/video-missing\"")
+        .replace("replay_fps = 10.0\n", "")
+        .replace("replay_loop = false\n", "");
+    std::fs::write(lock.path("lock.toml"), config).unwrap();
+    let out = lock.command(&["run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no camera at /dev/video-missing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/dev/v4l/by-id"), "{stderr}");
+    // The door was locked before the failure.
+    assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
+}
+
+#[test]
+fn check_config_names_an_unknown_key() {
+    let lock = Lock::new(&sample_classifier().0.bytes, FAST, None);
+    let config = std::fs::read_to_string(lock.path("lock.toml"))
+        .unwrap()
+        .replace("unlock_secs", "unlock_second");
+    std::fs::write(lock.path("lock.toml"), config).unwrap();
+    let out = lock.command(&["check-config"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unlock_second"), "{stderr}");
+}
