@@ -107,7 +107,7 @@ fn a_person_left_out_of_training_is_always_unknown() {
         for entry in std::fs::read_dir(&folder).unwrap() {
             let path = entry.unwrap().path();
             let image = recognition::photo::load_rgb(&path).unwrap();
-            for r in pipeline().recognize(&image, &classifier, 0.0).unwrap() {
+            for r in pipeline().recognize(&image, classifier, 0.0).unwrap() {
                 assert_eq!(
                     r.prediction.identity,
                     None,
