@@ -44,7 +44,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -82,7 +84,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let recognizer = PipelineRecognizer::load(&settings)?;
             let mut service = Service::start(settings, recognizer, notifier, signals)?;
-            log::info!("started in {:.2} s", started.elapsed().as_secs_f64());
+            log::info!("ready {:.2} s after start", started.elapsed().as_secs_f64());
             service.run(RunOptions {
                 exit_when_replay_ends,
             })

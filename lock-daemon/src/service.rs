@@ -199,6 +199,48 @@ pub struct Service<R: Recognizer> {
     camera_failures: u32,
     last_frame: Option<RgbImage>,
     last_faces: Vec<Recognized>,
+    stats: FrameStats,
+}
+
+/// Frame-processing figures, logged when the service stops.
+#[derive(Debug, Default)]
+struct FrameStats {
+    first: Option<Instant>,
+    millis: Vec<f32>,
+}
+
+impl FrameStats {
+    fn record(&mut self, started: Instant) {
+        self.first.get_or_insert(started);
+        self.millis.push(started.elapsed().as_secs_f32() * 1e3);
+    }
+
+    fn summary(&mut self) -> Option<String> {
+        let first = self.first?;
+        self.millis.sort_by(f32::total_cmp);
+        let n = self.millis.len();
+        let secs = first.elapsed().as_secs_f64();
+        Some(format!(
+            "{n} frames in {secs:.1} s ({:.1} frames/s); per frame: median {:.0} ms, max {:.0} ms; RSS {}",
+            n as f64 / secs,
+            self.millis[n / 2],
+            self.millis[n - 1],
+            rss()
+        ))
+    }
+}
+
+/// Resident memory now and at peak, from /proc.
+fn rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or("?".to_owned(), |kb| format!("{:.0} MiB", kb / 1024.0))
+    };
+    format!("{} (peak {})", field("VmRSS:"), field("VmHWM:"))
 }
 
 impl<R: Recognizer> std::fmt::Debug for Service<R> {
@@ -247,12 +289,16 @@ impl<R: Recognizer> Service<R> {
             camera_failures: 0,
             last_frame: None,
             last_faces: Vec::new(),
+            stats: FrameStats::default(),
         })
     }
 
     /// Runs until shutdown. The door is locked whichever way this returns.
     pub fn run(&mut self, options: RunOptions) -> Result<()> {
         let result = self.run_loop(options);
+        if let Some(summary) = self.stats.summary() {
+            log::info!("{summary}");
+        }
         let locked = self.relay.set(LockState::Locked);
         let status = match (&result, &locked) {
             (Ok(()), Ok(())) => "stopped, door locked".to_owned(),
@@ -303,6 +349,7 @@ impl<R: Recognizer> Service<R> {
     }
 
     fn on_frame(&mut self, image: RgbImage) -> Result<()> {
+        let started = Instant::now();
         let threshold = self.settings.camera.dark_frame_threshold;
         if threshold > 0 && camera::is_dark(&image, threshold) {
             log::trace!("dark frame skipped");
@@ -318,6 +365,12 @@ impl<R: Recognizer> Service<R> {
                 return Ok(());
             }
         };
+        self.stats.record(started);
+        log::debug!(
+            "frame: {} face(s) in {:.0} ms",
+            faces.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
         let observation = Observation::from_recognized(&faces);
         self.last_faces = faces;
         self.last_frame = Some(image);
