@@ -404,3 +404,40 @@ fn check_config_names_an_unknown_key() {
     assert!(!out.status.success());
     assert!(stderr.contains("unlock_second"), "{stderr}");
 }
+
+#[test]
+fn systemd_hears_ready_watchdog_status_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let lock = Lock::new(&sample_classifier().0.bytes, held_open(), None);
+    lock.add_frames(&photos("madonna"), 1);
+    let socket_path = lock.path("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut child = lock
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut heard = String::new();
+    let mut buf = [0u8; 4096];
+    let mut receive = |until: &str, heard: &mut String| {
+        while !heard.contains(until) {
+            let n = socket.recv(&mut buf).expect("a notification within 60 s");
+            heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+            heard.push('\n');
+        }
+    };
+    receive("READY=1", &mut heard);
+    // READY comes only once the relay has been written Locked.
+    assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
+    receive("WATCHDOG=1", &mut heard);
+    receive("STATUS=unlocked for madonna", &mut heard);
+    signal(&child, "-TERM");
+    receive("STOPPING=1", &mut heard);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
+}
