@@ -8,4 +8,5 @@ pub mod config;
 pub mod notify;
 pub mod policy;
 pub mod relay;
+pub mod scene;
 pub mod service;

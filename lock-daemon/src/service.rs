@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::notify::Notifier;
 use crate::policy::{Action, Observation, Policy};
 use crate::relay::{self, LockState, Relay};
+use crate::scene::IdleSkip;
 
 /// The whole recognition step as one call, so the loop can be driven by a
 /// scripted fake in tests.
@@ -182,6 +183,11 @@ pub struct RunOptions {
     pub exit_when_replay_ends: bool,
 }
 
+/// Frames whose mean luma differs by less than this from the last frame without
+/// a face skip recognition ([`IdleSkip`]), for at most `IDLE_MAX_SKIP`.
+const IDLE_DIFF_THRESHOLD: f32 = 2.0;
+const IDLE_MAX_SKIP: Duration = Duration::from_secs(1);
+
 /// Consecutive camera failures after which the service gives up (and systemd restarts it).
 const MAX_CAMERA_FAILURES: u32 = 8;
 
@@ -200,6 +206,7 @@ pub struct Service<R: Recognizer> {
     last_frame: Option<RgbImage>,
     last_faces: Vec<Recognized>,
     stats: FrameStats,
+    idle: IdleSkip,
 }
 
 /// Frame-processing figures, logged when the service stops.
@@ -290,6 +297,7 @@ impl<R: Recognizer> Service<R> {
             last_frame: None,
             last_faces: Vec::new(),
             stats: FrameStats::default(),
+            idle: IdleSkip::new(IDLE_DIFF_THRESHOLD, IDLE_MAX_SKIP),
         })
     }
 
@@ -355,6 +363,10 @@ impl<R: Recognizer> Service<R> {
             log::trace!("dark frame skipped");
             return Ok(());
         }
+        if self.idle.skip(&image, started) {
+            log::trace!("unchanged empty scene, frame skipped");
+            return Ok(());
+        }
         let faces = match self.recognizer.recognize(&image) {
             Ok(faces) => faces,
             Err(e) => {
@@ -365,6 +377,7 @@ impl<R: Recognizer> Service<R> {
                 return Ok(());
             }
         };
+        self.idle.recognised(&image, faces.len(), started);
         self.stats.record(started);
         log::debug!(
             "frame: {} face(s) in {:.0} ms",

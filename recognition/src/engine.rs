@@ -16,6 +16,18 @@ use tract_onnx::prelude::*;
 
 use crate::error::Error;
 
+/// Sets how many threads the matrix products of every network use (1 = the
+/// calling thread only, the default). Call once, before loading networks.
+pub fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    let executor = if threads <= 1 {
+        Executor::SingleThread
+    } else {
+        Executor::multithread(threads)
+    };
+    set_default_executor(executor);
+}
+
 /// One dimension of a network input: fixed, or left symbolic (resolved at run time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dim {

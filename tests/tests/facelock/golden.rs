@@ -101,3 +101,13 @@ fn pnet_output_shapes_follow_the_640x480_pyramid() {
         }
     }
 }
+
+#[test]
+fn multithreaded_matrix_products_give_the_same_embedding() {
+    let golden = load("facenet");
+    recognition::set_threads(2);
+    let raw = pipeline().embedder.embed_tensor(golden.input.clone());
+    recognition::set_threads(1);
+    let diff = max_abs_diff(&raw.unwrap(), &golden.outputs["embedding"].data);
+    assert!(diff <= 1e-4, "facenet on 2 threads: max abs diff {diff}");
+}
