@@ -1,5 +1,5 @@
 #!/bin/sh
-# Checks the unit with systemd-analyze (Debian package `systemd`), as CI does.
+# Checks the units with systemd-analyze (Debian package `systemd`), as CI does.
 #
 # `verify` insists that every Exec*= binary exists, so the unit is checked as a temporary
 # copy whose /usr/bin/lock-daemon is replaced by a binary that does exist: the one given
@@ -16,3 +16,7 @@ systemd-analyze verify "$tmp/lock-daemon.service"
 # Fail if the sandbox gets weaker than "SAFE" (exposure above 2.0).
 systemd-analyze security --offline=yes --threshold=20 "$tmp/lock-daemon.service" | tail -1
 echo "verify.sh: lock-daemon.service OK"
+# The optional CSI camera feed (its ExecStart is /bin/sh, which exists everywhere).
+cp "$here/facelock-camera.service" "$tmp/"
+systemd-analyze verify "$tmp/facelock-camera.service"
+echo "verify.sh: facelock-camera.service OK"

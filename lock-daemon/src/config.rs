@@ -70,6 +70,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawCamera {
     device: Option<PathBuf>,
+    mjpeg_pipe: Option<PathBuf>,
     replay_dir: Option<PathBuf>,
     width: Option<u32>,
     height: Option<u32>,
@@ -154,6 +155,9 @@ pub struct Settings {
 pub enum CameraSource {
     /// A V4L2 capture device, e.g. `/dev/video0` or `/dev/v4l/by-id/...`.
     V4l2 { device: PathBuf },
+    /// An MJPEG stream (JPEG images back to back) from a FIFO, a pipe or standard input,
+    /// e.g. written by `rpicam-vid --codec mjpeg -o -` for a libcamera CSI camera.
+    MjpegPipe { input: PipeInput },
     /// A directory of JPEG/PNG files replayed in name order (demo and tests).
     Replay {
         dir: PathBuf,
@@ -162,6 +166,22 @@ pub enum CameraSource {
         /// Start over after the last file instead of ending.
         looping: bool,
     },
+}
+
+/// Where an MJPEG stream is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipeInput {
+    /// `camera.mjpeg_pipe = "-"`: the daemon's standard input.
+    Stdin,
+    /// A FIFO (or any readable file) at this path.
+    Path(PathBuf),
+}
+
+impl CameraSource {
+    /// Whether frames come from a live camera (whose frame rate bounds the policy window).
+    pub fn is_live(&self) -> bool {
+        !matches!(self, CameraSource::Replay { .. })
+    }
 }
 
 /// Pixel format asked of a V4L2 camera.
@@ -433,13 +453,32 @@ impl Validator<'_> {
     }
 
     fn camera(&self, raw: RawCamera) -> Result<CameraSettings, ConfigError> {
-        let source = match (raw.device, raw.replay_dir) {
-            (Some(_), Some(_)) => return Err(self.invalid(
-                "camera.replay_dir",
-                "is set together with camera.device",
-                "keep only one: `device` for a camera, `replay_dir` to replay a folder of images",
-            )),
-            (None, Some(dir)) => CameraSource::Replay {
+        let chosen: Vec<&str> = [
+            ("camera.device", raw.device.is_some()),
+            ("camera.mjpeg_pipe", raw.mjpeg_pipe.is_some()),
+            ("camera.replay_dir", raw.replay_dir.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        if let [first, second, ..] = chosen[..] {
+            return Err(self.invalid(
+                second,
+                format!("is set together with {first}"),
+                "keep only one: `device` for a V4L2 camera, `mjpeg_pipe` for an MJPEG stream \
+                 from a FIFO or \"-\" (CSI cameras through rpicam-vid), `replay_dir` to replay \
+                 a folder of images",
+            ));
+        }
+        let source = match (raw.device, raw.mjpeg_pipe, raw.replay_dir) {
+            (None, Some(pipe), None) => CameraSource::MjpegPipe {
+                input: if pipe == Path::new("-") {
+                    PipeInput::Stdin
+                } else {
+                    PipeInput::Path(self.resolve(pipe))
+                },
+            },
+            (None, None, Some(dir)) => CameraSource::Replay {
                 dir: self.resolve(dir),
                 fps: {
                     let fps = self.float(
@@ -452,7 +491,7 @@ impl Validator<'_> {
                 },
                 looping: raw.replay_loop.unwrap_or(false),
             },
-            (device, None) => CameraSource::V4l2 {
+            (device, _, _) => CameraSource::V4l2 {
                 device: device.unwrap_or_else(|| PathBuf::from(defaults::DEVICE)),
             },
         };
@@ -586,7 +625,7 @@ impl Validator<'_> {
             "seconds after re-locking during which faces are ignored, e.g. 3",
         )?;
         // A live camera can only deliver fps * window frames in a window.
-        if let CameraSource::V4l2 { .. } = camera.source {
+        if camera.source.is_live() {
             let possible = window.as_secs_f64() * f64::from(camera.fps);
             if possible < f64::from(frames_required) {
                 return Err(self.invalid(
@@ -889,6 +928,44 @@ mod tests {
             "{MINIMAL}\n[camera]\ndevice = \"/dev/video0\"\nreplay_dir = \"frames\"\n"
         ));
         assert!(err.contains("keep only one"), "{err}");
+    }
+
+    #[test]
+    fn mjpeg_pipe_is_a_path_or_stdin_and_excludes_the_other_sources() {
+        let s = parse(&format!(
+            "{MINIMAL}\n[camera]\nmjpeg_pipe = \"/run/facelock/camera.mjpeg\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.camera.source,
+            CameraSource::MjpegPipe {
+                input: PipeInput::Path(PathBuf::from("/run/facelock/camera.mjpeg"))
+            }
+        );
+        let s = parse(&format!("{MINIMAL}\n[camera]\nmjpeg_pipe = \"-\"\n")).unwrap();
+        assert_eq!(
+            s.camera.source,
+            CameraSource::MjpegPipe {
+                input: PipeInput::Stdin
+            }
+        );
+        let s = parse(&format!("{MINIMAL}\n[camera]\nmjpeg_pipe = \"cam.fifo\"\n")).unwrap();
+        assert!(
+            matches!(&s.camera.source, CameraSource::MjpegPipe { input: PipeInput::Path(p) }
+                if p == Path::new("/etc/facelock/cam.fifo"))
+        );
+        for other in ["device = \"/dev/video0\"", "replay_dir = \"frames\""] {
+            let err = error(&format!(
+                "{MINIMAL}\n[camera]\nmjpeg_pipe = \"-\"\n{other}\n"
+            ));
+            assert!(err.contains("keep only one"), "{err}");
+            assert!(err.contains("camera.mjpeg_pipe"), "{err}");
+        }
+        // A pipe is a live camera: its frame rate bounds the policy window.
+        let err = error(&format!(
+            "{MINIMAL}\n[camera]\nmjpeg_pipe = \"-\"\nfps = 1\n"
+        ));
+        assert!(err.contains("could never open"), "{err}");
     }
 
     #[test]

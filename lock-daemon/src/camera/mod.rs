@@ -2,6 +2,7 @@
 //! dark-frame check) and [`open`], which builds the configured source.
 
 mod files;
+mod pipe;
 mod v4l2;
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use image::RgbImage;
 
 use crate::config::{CameraSettings, CameraSource, Rotation};
 pub use files::{fit, ReplayDir};
+pub use pipe::{JpegSplitter, MjpegPipe};
 pub use v4l2::{yuyv_to_rgb, V4l2Camera};
 
 /// One captured frame, owned by the caller.
@@ -23,7 +25,7 @@ pub struct Frame {
     pub sequence: u64,
 }
 
-/// A source of frames: a camera, or a folder replayed for tests and the demo.
+/// A source of frames: a camera, an MJPEG stream, or a folder replayed for tests and the demo.
 pub trait FrameSource {
     /// Waits up to `timeout` for the next frame.
     ///
@@ -84,6 +86,15 @@ pub enum CameraError {
         operation: &'static str,
         source: std::io::Error,
     },
+    /// The configured MJPEG FIFO does not exist.
+    #[error(
+        "no camera stream at {path}: start the program that writes it (`systemctl start \
+         facelock-camera`, which runs rpicam-vid) or fix camera.mjpeg_pipe"
+    )]
+    PipeMissing { path: PathBuf },
+    /// The MJPEG stream cannot be opened or read, or it ended (the writer exited).
+    #[error("camera stream {name}: {reason}")]
+    Pipe { name: String, reason: String },
     /// The replay directory cannot be listed or holds no images.
     #[error("cannot replay {dir}: {reason}")]
     ReplayDir { dir: PathBuf, reason: String },
@@ -101,6 +112,10 @@ pub fn open(settings: &CameraSettings) -> Result<Box<dyn FrameSource>, CameraErr
             settings.height,
             settings.fps,
             settings.pixel_format,
+        )?),
+        CameraSource::MjpegPipe { input } => Box::new(MjpegPipe::open(
+            input,
+            Some((settings.width, settings.height)),
         )?),
         CameraSource::Replay { dir, fps, looping } => Box::new(ReplayDir::open(
             dir,
