@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-DETECTOR_MIN_FACE = 40
 MIN_FACE = 80
 
 
@@ -52,6 +51,8 @@ def main():
     ap.add_argument("--classifier")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--json")
+    ap.add_argument("--detector-min-face", type=float, default=60,
+                    help="the daemon's default detector_min_face_px")
     a = ap.parse_args()
 
     t_load = time.perf_counter()
@@ -81,7 +82,7 @@ def main():
             t0 = time.perf_counter()
             img = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[:, :, ::-1]
             t1 = time.perf_counter()
-            boxes, _ = df.detect_face(img, DETECTOR_MIN_FACE, pnet, rnet, onet, [0.6, 0.7, 0.7], 0.709)
+            boxes, _ = df.detect_face(img, a.detector_min_face, pnet, rnet, onet, [0.6, 0.7, 0.7], 0.709)
             t2 = time.perf_counter()
             crop = embed = clf = 0.0
             big = [b for b in boxes if min(b[2] - b[0], b[3] - b[1]) >= MIN_FACE]

@@ -2,17 +2,17 @@
 //! milliseconds for comparing events across processes. Decisions never read the clock; they
 //! take `now: Instant` from the loop.
 
-use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// The current wall time as RFC 3339 in UTC with milliseconds, e.g. `2025-05-01T08:30:00.123Z`.
+/// Always three fractional digits (`.080`, `.000`), so lines line up and sort as text.
 pub fn wall_rfc3339() -> String {
-    let now = OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&Rfc3339)
-        .expect("a current UTC time formats as RFC 3339")
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    OffsetDateTime::now_utc()
+        .format(&format)
+        .expect("a current UTC time formats")
 }
 
 /// Milliseconds of `CLOCK_MONOTONIC`: never jumps with wall-clock changes and is the same

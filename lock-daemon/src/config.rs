@@ -91,6 +91,7 @@ struct RawRecognition {
     min_face_px: Option<f64>,
     crop_margin: Option<f64>,
     detector_min_face_px: Option<f64>,
+    threads: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +232,8 @@ pub struct RecognitionSettings {
     pub crop_margin: f32,
     /// Smallest face the detector's pyramid looks for (pixels); larger = faster.
     pub detector_min_face_px: f32,
+    /// Threads for the networks' matrix products (1 = single-threaded).
+    pub threads: usize,
 }
 
 /// Decision policy settings.
@@ -292,7 +295,8 @@ pub mod defaults {
     pub const REPLAY_FPS: f64 = 0.0;
     pub const MIN_FACE_PX: f64 = 80.0;
     pub const CROP_MARGIN: f64 = 0.0;
-    pub const DETECTOR_MIN_FACE_PX: f64 = 40.0;
+    pub const DETECTOR_MIN_FACE_PX: f64 = 60.0;
+    pub const THREADS: u32 = 1;
     pub const FRAMES_REQUIRED: u32 = 3;
     pub const WINDOW_SECS: f64 = 2.0;
     pub const UNLOCK_SECS: f64 = 5.0;
@@ -583,7 +587,14 @@ impl Validator<'_> {
             0.0..=1.0,
             "a fraction of the face box side; use the value the classifier was trained with (default 0)",
         )?;
+        let threads = self.int(
+            "recognition.threads",
+            raw.threads.unwrap_or(defaults::THREADS),
+            1..=16,
+            "threads for the networks' matrix products; 1, or the Pi's core count (4)",
+        )?;
         Ok(RecognitionSettings {
+            threads: threads as usize,
             model_dir: raw
                 .model_dir
                 .map(|p| self.resolve(p))
@@ -1018,6 +1029,6 @@ mod tests {
         let p = s.policy_config();
         assert_eq!(p.min_face_px, 80.0);
         assert_eq!(p.frames_required, 3);
-        assert_eq!(s.recognition.pipeline_config().detector.min_face_px, 40.0);
+        assert_eq!(s.recognition.pipeline_config().detector.min_face_px, 60.0);
     }
 }

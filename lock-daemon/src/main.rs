@@ -82,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Err(e) = lock_daemon::relay::secure(&settings.relay) {
                 return Err(e).context("cannot lock the door at start");
             }
+            recognition::set_threads(settings.recognition.threads);
             let recognizer = PipelineRecognizer::load(&settings)?;
             let mut service = Service::start(settings, recognizer, notifier, signals)?;
             log::info!("ready {:.2} s after start", started.elapsed().as_secs_f64());

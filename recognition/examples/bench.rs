@@ -4,6 +4,7 @@
 //! ```text
 //! bench --write-frames DIR            compose the benchmark frames from the sample photos
 //! bench --frames DIR [--classifier FILE] [--runs N] [--json FILE]
+//!       [--detector-min-face PX] [--threads N]
 //! ```
 //! Single-threaded; run on an otherwise idle machine. `scripts/bench.sh` runs it
 //! next to the onnxruntime pipeline of `models/bench_onnxruntime.py` on the
@@ -16,9 +17,9 @@ use std::time::{Duration, Instant};
 use image::{imageops, RgbImage};
 use recognition::{DetectorConfig, FacePipeline, ModelDir, PipelineConfig};
 
-/// The daemon's defaults: the detector looks for faces from 40 px, faces
+/// The daemon's defaults: the detector looks for faces from 60 px, faces
 /// under 80 px never reach FaceNet.
-const DETECTOR_MIN_FACE: f32 = 40.0;
+const DETECTOR_MIN_FACE: f32 = 60.0;
 const MIN_FACE: f32 = 80.0;
 
 fn ms(d: Duration) -> f64 {
@@ -132,12 +133,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("usage: bench --frames DIR [--classifier FILE] [--runs N] [--json FILE]")?,
     );
     let runs: usize = flag("--runs").map_or(Ok(20), |r| r.parse())?;
+    let detector_min_face: f32 =
+        flag("--detector-min-face").map_or(Ok(DETECTOR_MIN_FACE), |r| r.parse())?;
+    let threads: usize = flag("--threads").map_or(Ok(1), |r| r.parse())?;
+    recognition::set_threads(threads);
 
     let started = Instant::now();
     let models = ModelDir::open(ModelDir::default_location())?;
     let config = PipelineConfig {
         detector: DetectorConfig {
-            min_face_px: DETECTOR_MIN_FACE,
+            min_face_px: detector_min_face,
             ..Default::default()
         },
         crop_margin: 0.0,

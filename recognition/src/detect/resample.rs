@@ -77,37 +77,39 @@ fn taps(src: usize, dst: usize) -> Taps {
 }
 
 /// Resizes `src` to `width`×`height` the way `cv2.resize(..., INTER_AREA)` does.
+///
+/// The vertical pass runs first, over whole rows (contiguous, so it
+/// vectorises); the horizontal pass then works on the already shortened image.
 pub(crate) fn resize_area(src: &Plane, width: usize, height: usize) -> Plane {
     let c = src.channels;
     let tx = taps(src.width, width);
     let ty = taps(src.height, height);
-    // Horizontal pass: src.height rows × width columns.
-    let mut horizontal = vec![0.0f32; src.height * width * c];
-    for y in 0..src.height {
-        let row = &src.data[y * src.width * c..(y + 1) * src.width * c];
-        let out = &mut horizontal[y * width * c..(y + 1) * width * c];
-        for x in 0..width {
-            let s = tx.start[x];
-            let mut acc = [0.0f32; 4];
-            for (k, w) in tx.weights[x].iter().enumerate() {
-                let p = &row[(s + k) * c..(s + k + 1) * c];
-                for ch in 0..c {
-                    acc[ch] += p[ch] * w;
-                }
+    let stride = src.width * c;
+    // Vertical pass: height rows × src.width columns.
+    let mut vertical = vec![0.0f32; height * stride];
+    for (y, out) in vertical.chunks_exact_mut(stride).enumerate() {
+        let s = ty.start[y];
+        for (k, &w) in ty.weights[y].iter().enumerate() {
+            let row = &src.data[(s + k) * stride..(s + k + 1) * stride];
+            for (d, v) in out.iter_mut().zip(row) {
+                *d += v * w;
             }
-            out[x * c..(x + 1) * c].copy_from_slice(&acc[..c]);
         }
     }
-    // Vertical pass.
+    // Horizontal pass.
     let mut out = Plane::zeros(width, height, c);
-    let stride = width * c;
-    for y in 0..height {
-        let s = ty.start[y];
-        let dst = &mut out.data[y * stride..(y + 1) * stride];
-        for (k, w) in ty.weights[y].iter().enumerate() {
-            let row = &horizontal[(s + k) * stride..(s + k + 1) * stride];
-            for (d, v) in dst.iter_mut().zip(row) {
-                *d += v * w;
+    for (row, dst) in vertical
+        .chunks_exact(stride)
+        .zip(out.data.chunks_exact_mut(width * c))
+    {
+        for x in 0..width {
+            let s = tx.start[x];
+            let px = &mut dst[x * c..(x + 1) * c];
+            for (k, &w) in tx.weights[x].iter().enumerate() {
+                let p = &row[(s + k) * c..(s + k + 1) * c];
+                for (d, v) in px.iter_mut().zip(p) {
+                    *d += v * w;
+                }
             }
         }
     }
