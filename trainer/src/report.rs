@@ -39,7 +39,10 @@ fn histogram(
     let mut i = [0usize; BINS];
     genuine.iter().for_each(|&v| g[bin(v)] += 1);
     impostor.iter().for_each(|&v| i[bin(v)] += 1);
-    let peak = g.iter().chain(i.iter()).copied().max().unwrap_or(1).max(1) as f32;
+    // Each group is scaled to its own peak: a few genuine photos would
+    // otherwise vanish next to thousands of strangers.
+    let g_peak = g.iter().copied().max().unwrap_or(1).max(1) as f32;
+    let i_peak = i.iter().copied().max().unwrap_or(1).max(1) as f32;
     let bw = W / BINS as f32;
     let mut svg = format!(
         "<figure><figcaption>{}</figcaption><svg width=\"{W}\" height=\"{}\" viewBox=\"0 0 {W} {}\" role=\"img\">",
@@ -49,7 +52,10 @@ fn histogram(
     );
     for (k, (&gc, &ic)) in g.iter().zip(&i).enumerate() {
         let x = k as f32 * bw;
-        for (count, colour, offset) in [(gc, "#2a9d4a", 0.0), (ic, "#d1495b", bw / 2.0)] {
+        for (count, peak, colour, offset) in [
+            (gc, g_peak, "#2a9d4a", 0.0),
+            (ic, i_peak, "#d1495b", bw / 2.0),
+        ] {
             let h = count as f32 / peak * H;
             let _ = write!(
                 svg,
@@ -68,7 +74,7 @@ fn histogram(
          <text x=\"0\" y=\"{}\" font-size=\"11\">{lo}</text>\
          <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{hi}</text></svg>\
          <p class=\"legend\"><span style=\"color:#2a9d4a\">■</span> enrolled people ({}) \
-         <span style=\"color:#d1495b\">■</span> not enrolled ({})</p></figure>",
+         <span style=\"color:#d1495b\">■</span> not enrolled ({}); each colour scaled to its own peak</p></figure>",
         tx + 4.0,
         H + 15.0,
         W,
