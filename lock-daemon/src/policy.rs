@@ -126,6 +126,31 @@ impl State {
     }
 }
 
+/// What `systemctl status` and the log say about a decision.
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Unlock {
+                person,
+                frames,
+                probability,
+                similarity,
+            } => write!(
+                f,
+                "unlocked for {person} ({frames} frames, p >= {probability:.2}, sim >= {similarity:.2})"
+            ),
+            Action::Relock { person } => write!(f, "locked again after {person}"),
+            Action::DeniedUnknown {
+                probability,
+                similarity,
+            } => write!(
+                f,
+                "refused an unknown face (p {probability:.2}, sim {similarity:.2})"
+            ),
+        }
+    }
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

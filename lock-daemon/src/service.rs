@@ -461,8 +461,8 @@ impl<R: Recognizer> Service<R> {
                 }
             }
             let record = Record::from_action(&action);
-            log::info!("{}", action_summary(&action));
-            let _ = self.notifier.status(&action_summary(&action));
+            log::info!("{action}");
+            let _ = self.notifier.status(&action.to_string());
             match (&self.last_frame, event) {
                 (Some(frame), Event::Unlock | Event::DeniedUnknown) => {
                     if let Err(e) = self
@@ -487,23 +487,5 @@ impl<R: Recognizer> Service<R> {
     /// The policy, for tests.
     pub fn policy(&self) -> &Policy {
         &self.policy
-    }
-}
-
-fn action_summary(action: &Action) -> String {
-    match action {
-        Action::Unlock {
-            person,
-            frames,
-            probability,
-            similarity,
-        } => format!(
-            "unlocked for {person} ({frames} frames, p >= {probability:.2}, sim >= {similarity:.2})"
-        ),
-        Action::Relock { person } => format!("locked again after {person}"),
-        Action::DeniedUnknown {
-            probability,
-            similarity,
-        } => format!("refused an unknown face (p {probability:.2}, sim {similarity:.2})"),
     }
 }
