@@ -10,7 +10,7 @@
 # from source (-Zbuild-std) with Debian's rustc-web and rust-web-src. The
 # linker, the qemu runner and bindgen's sysroot are in .cargo/config.toml.
 # Artifacts go to their own target dir, never mixed with the host build's:
-#   ${FACELOCK_CACHE:-~/.cache/facelock}/cargo-target-aarch64
+#   ${FACELOCK_CACHE:-~/.cache/facelock}/cargo-target-aarch64 (or $FACELOCK_AARCH64_TARGET_DIR)
 # Binaries: <that dir>/aarch64-unknown-linux-gnu/release/{lock-daemon,trainer}
 #
 # Under qemu (all of them also run natively in scripts/test.sh):
@@ -36,8 +36,8 @@ for arg in "$@"; do
 done
 
 export FACELOCK_CACHE=${FACELOCK_CACHE:-$HOME/.cache/facelock}
-# Deliberately not inherited: .ci/run exports the host's CARGO_TARGET_DIR.
-export CARGO_TARGET_DIR=$FACELOCK_CACHE/cargo-target-aarch64
+# Deliberately not CARGO_TARGET_DIR, which .ci/run exports for the host build.
+export CARGO_TARGET_DIR=${FACELOCK_AARCH64_TARGET_DIR:-$FACELOCK_CACHE/cargo-target-aarch64}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 start=$(date +%s)
 stamp() { echo "=== aarch64 [$(($(date +%s) - start)) s] $*"; }
