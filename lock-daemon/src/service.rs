@@ -213,25 +213,39 @@ pub struct Service<R: Recognizer> {
 #[derive(Debug, Default)]
 struct FrameStats {
     first: Option<Instant>,
+    /// Frames taken from the camera (recognised or skipped).
+    frames: usize,
+    /// Time spent on each recognised frame.
     millis: Vec<f32>,
 }
 
 impl FrameStats {
-    fn record(&mut self, started: Instant) {
-        self.first.get_or_insert(started);
+    fn arrived(&mut self, at: Instant) {
+        self.first.get_or_insert(at);
+        self.frames += 1;
+    }
+
+    fn recognised(&mut self, started: Instant) {
         self.millis.push(started.elapsed().as_secs_f32() * 1e3);
     }
 
     fn summary(&mut self) -> Option<String> {
         let first = self.first?;
+        let secs = first.elapsed().as_secs_f64();
         self.millis.sort_by(f32::total_cmp);
         let n = self.millis.len();
-        let secs = first.elapsed().as_secs_f64();
+        let per_frame = match n {
+            0 => "none recognised".to_owned(),
+            _ => format!(
+                "{n} recognised: median {:.0} ms, max {:.0} ms",
+                self.millis[n / 2],
+                self.millis[n - 1]
+            ),
+        };
         Some(format!(
-            "{n} frames in {secs:.1} s ({:.1} frames/s); per frame: median {:.0} ms, max {:.0} ms; RSS {}",
-            n as f64 / secs,
-            self.millis[n / 2],
-            self.millis[n - 1],
+            "{} frames in {secs:.1} s ({:.1} frames/s); {per_frame}; RSS {}",
+            self.frames,
+            self.frames as f64 / secs,
             rss()
         ))
     }
@@ -358,6 +372,7 @@ impl<R: Recognizer> Service<R> {
 
     fn on_frame(&mut self, image: RgbImage) -> Result<()> {
         let started = Instant::now();
+        self.stats.arrived(started);
         let threshold = self.settings.camera.dark_frame_threshold;
         if threshold > 0 && camera::is_dark(&image, threshold) {
             log::trace!("dark frame skipped");
@@ -378,7 +393,7 @@ impl<R: Recognizer> Service<R> {
             }
         };
         self.idle.recognised(&image, faces.len(), started);
-        self.stats.record(started);
+        self.stats.recognised(started);
         log::debug!(
             "frame: {} face(s) in {:.0} ms",
             faces.len(),
