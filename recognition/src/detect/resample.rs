@@ -86,14 +86,23 @@ pub(crate) fn resize_area(src: &Plane, width: usize, height: usize) -> Plane {
     let ty = taps(src.height, height);
     let stride = src.width * c;
     // Vertical pass: height rows × src.width columns.
+    // Each output row is built in chunks that stay in registers across all
+    // its source rows, so the row is written once rather than once per tap.
+    // The sums are formed in the same order as a plain loop would.
+    const CHUNK: usize = 64;
     let mut vertical = vec![0.0f32; height * stride];
     for (y, out) in vertical.chunks_exact_mut(stride).enumerate() {
         let s = ty.start[y];
-        for (k, &w) in ty.weights[y].iter().enumerate() {
-            let row = &src.data[(s + k) * stride..(s + k + 1) * stride];
-            for (d, v) in out.iter_mut().zip(row) {
-                *d += v * w;
+        for (i, dst) in out.chunks_mut(CHUNK).enumerate() {
+            let mut acc = [0.0f32; CHUNK];
+            let acc = &mut acc[..dst.len()];
+            for (k, &w) in ty.weights[y].iter().enumerate() {
+                let at = (s + k) * stride + i * CHUNK;
+                for (a, &v) in acc.iter_mut().zip(&src.data[at..at + dst.len()]) {
+                    *a += v * w;
+                }
             }
+            dst.copy_from_slice(acc);
         }
     }
     // Horizontal pass.
