@@ -63,11 +63,12 @@ done
 if [[ -n $models ]]; then
     [[ -f $models/manifest.json ]] || die "$models/manifest.json missing (run models/fetch.sh; models live in \${FACELOCK_CACHE:-~/.cache/facelock}/models)"
     # Every network the manifest names must be there (the daemon checks their sha256).
-    for f in $(grep -o '"[A-Za-z0-9_.-]*\.onnx"' "$models/manifest.json" | tr -d '"' | sort -u); do
-        [[ -f $models/$f ]] || die "$models/$f is named in manifest.json but missing"
-    done
+    # Exactly the files it names are copied: the networks and FaceNet's weight file.
     model_files=(manifest.json)
-    while IFS= read -r f; do model_files+=("$f"); done < <(cd "$models" && ls -- *.onnx)
+    for f in $(grep -o '"[A-Za-z0-9_.-]*\.onnx\(\.data\)\?"' "$models/manifest.json" | tr -d '"' | sort -u); do
+        [[ -f $models/$f ]] || die "$models/$f is named in manifest.json but missing"
+        model_files+=("$f")
+    done
 fi
 if [[ -n $classifier ]]; then
     [[ -s $classifier ]] || die "classifier $classifier missing or empty (trainer train -o FILE)"

@@ -54,6 +54,8 @@ impl Tensor32 {
 pub(crate) struct OnnxFile {
     path: PathBuf,
     proto: pb::ModelProto,
+    /// Where the file's external weight data lives (its directory), if any.
+    weights_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for OnnxFile {
@@ -80,6 +82,7 @@ impl OnnxFile {
         Ok(OnnxFile {
             path: path.to_owned(),
             proto,
+            weights_dir: None,
         })
     }
 
@@ -98,21 +101,45 @@ impl OnnxFile {
 
     /// Builds an optimised plan with the given input shape for input 0.
     pub fn plan(&self, input: &[Dim]) -> Result<Network, Error> {
-        let model = tract_onnx::onnx()
-            .model_for_proto_model(&self.proto)
-            .map_err(|e| self.invalid(e))?;
+        let model = self.model().map_err(|e| self.invalid(e))?;
         Self::optimise(&self.path, model, input)
     }
 
     /// Like [`OnnxFile::plan`], but frees the parsed file before optimising,
     /// which lowers the peak memory of loading a large network.
     pub fn into_plan(self, input: &[Dim]) -> Result<Network, Error> {
-        let model = tract_onnx::onnx()
-            .model_for_proto_model(&self.proto)
-            .map_err(|e| self.invalid(e))?;
-        let OnnxFile { path, proto } = self;
+        let model = self.model().map_err(|e| self.invalid(e))?;
+        let OnnxFile { path, proto, .. } = self;
         drop(proto);
         Self::optimise(&path, model, input)
+    }
+
+    /// Parses an ONNX file whose large tensors are kept in a separate file
+    /// (ONNX external data) in `weights_dir`; `bytes` is the graph file.
+    pub fn from_bytes_with_weights(
+        path: &Path,
+        bytes: &[u8],
+        weights_dir: &Path,
+    ) -> Result<OnnxFile, Error> {
+        let mut file = Self::from_bytes(path, bytes)?;
+        file.weights_dir = Some(weights_dir.to_owned());
+        Ok(file)
+    }
+
+    /// The engine's model, weights read from the weight file if there is one.
+    fn model(&self) -> TractResult<InferenceModel> {
+        let dir = self
+            .weights_dir
+            .as_ref()
+            .map(|d| d.to_string_lossy().into_owned());
+        let parsed = tract_onnx::onnx().parse(&self.proto, dir.as_deref())?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(TractError::msg(format!(
+                "the graph uses inputs it does not define: {:?}",
+                parsed.unresolved_inputs
+            )));
+        }
+        Ok(parsed.model)
     }
 
     fn invalid(&self, e: TractError) -> Error {

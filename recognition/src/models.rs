@@ -19,8 +19,13 @@ pub(crate) const RNET: &str = "rnet";
 pub(crate) const ONET: &str = "onet";
 pub(crate) const FACENET: &str = "facenet";
 
+/// The manifest layout this build reads (`MANIFEST_FORMAT` in `models/convert.py`).
+const MANIFEST_FORMAT: u32 = 2;
+
 #[derive(Debug, Clone, Deserialize)]
 struct Manifest {
+    #[serde(default)]
+    format: u32,
     models: BTreeMap<String, ModelEntry>,
 }
 
@@ -28,8 +33,18 @@ struct Manifest {
 struct ModelEntry {
     file: String,
     sha256: String,
+    /// The separate weight file (ONNX external data), if the network has one.
+    #[serde(default)]
+    weights: Option<FileEntry>,
     #[serde(default)]
     embedding_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct FileEntry {
+    file: String,
+    sha256: String,
+    bytes: u64,
 }
 
 /// A verified model directory.
@@ -37,6 +52,7 @@ struct ModelEntry {
 pub struct ModelDir {
     dir: PathBuf,
     manifest: Manifest,
+    embedder_sha256: String,
 }
 
 impl ModelDir {
@@ -63,10 +79,29 @@ impl ModelDir {
             path: path.clone(),
             reason: format!("manifest is not valid: {e}"),
         })?;
-        let dir = ModelDir { dir, manifest };
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(Error::ModelInvalid {
+                path,
+                reason: format!(
+                    "manifest format {} is not the {MANIFEST_FORMAT} this build reads; \
+                     re-run models/fetch.sh (and copy the models again)",
+                    manifest.format
+                ),
+            });
+        }
+        let mut dir = ModelDir {
+            dir,
+            manifest,
+            embedder_sha256: String::new(),
+        };
         for name in [PNET, RNET, ONET, FACENET] {
             dir.entry(name)?;
         }
+        let facenet = dir.entry(FACENET)?;
+        dir.embedder_sha256 = match &facenet.weights {
+            None => facenet.sha256.clone(),
+            Some(w) => sha256_hex(format!("{}\n{}\n", facenet.sha256, w.sha256).as_bytes()),
+        };
         Ok(dir)
     }
 
@@ -85,10 +120,12 @@ impl ModelDir {
             })
     }
 
-    /// The sha256 of the embedding network, as recorded in the manifest; a
-    /// classifier records it so it is never used with another embedder.
+    /// The embedding network's identity: the sha256 of its file as recorded in
+    /// the manifest or, when its weights are in a separate file, the sha256 of
+    /// the text "<network sha256>\n<weights sha256>\n". A classifier records it
+    /// so it is never used with another embedder.
     pub fn embedder_sha256(&self) -> &str {
-        &self.manifest.models[FACENET].sha256
+        &self.embedder_sha256
     }
 
     /// The embedding size the manifest declares (128 for the Keras FaceNet).
@@ -109,7 +146,49 @@ impl ModelDir {
                 actual,
             });
         }
-        OnnxFile::from_bytes(&path, &bytes)
+        match &entry.weights {
+            None => OnnxFile::from_bytes(&path, &bytes),
+            Some(weights) => {
+                self.verify_weights(weights)?;
+                OnnxFile::from_bytes_with_weights(&path, &bytes, &self.dir)
+            }
+        }
+    }
+
+    /// Checks a weight file's size and sha256, reading it in pieces.
+    fn verify_weights(&self, entry: &FileEntry) -> Result<()> {
+        let path = self.dir.join(&entry.file);
+        let io = |e| Error::model_io(&path, e);
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        if size != entry.bytes {
+            return Err(Error::ModelInvalid {
+                path: path.clone(),
+                reason: format!(
+                    "{size} bytes where the manifest says {}: the file is truncated or \
+                     from another conversion; re-run models/fetch.sh",
+                    entry.bytes
+                ),
+            });
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let actual = hex::encode(hasher.finalize());
+        if !actual.eq_ignore_ascii_case(&entry.sha256) {
+            return Err(Error::ModelChecksum {
+                path,
+                expected: entry.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -4,5 +4,6 @@
 mod daemon;
 mod detection;
 mod golden;
+mod models;
 mod support;
 mod training;
