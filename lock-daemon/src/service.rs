@@ -76,6 +76,7 @@ impl PipelineRecognizer {
         pipeline.mtcnn.prepare_for_frame_size(w, h)?;
         let trusted_key = settings.security.trusted_key.clone();
         let classifier = load_classifier(&r.classifier, trusted_key.as_deref(), &pipeline)?;
+        crate::memory::release_freed_heap();
         Ok(PipelineRecognizer {
             pipeline,
             classifier,
