@@ -212,6 +212,72 @@ impl Network {
     }
 }
 
+/// Time one operator of a network took, averaged over profiled runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    /// The node's name in the optimised graph (derived from the ONNX names).
+    pub node: String,
+    /// The engine's operator, e.g. `OptMatMul`, `OptMaxPool`.
+    pub op: String,
+    pub output_shape: Vec<usize>,
+    pub ms: f64,
+}
+
+impl Network {
+    /// Runs the network `runs` times (after two warm-up runs) timing every
+    /// operator. Returns the median time of a whole run, and the operators,
+    /// slowest first.
+    pub fn profile(&self, input: &Tensor32, runs: usize) -> Result<(f64, Vec<OpTime>), Error> {
+        use tract_onnx::tract_core::plan::{eval, SimpleState};
+        let fail = |e: TractError| Error::Inference {
+            network: self.name.clone(),
+            reason: format!("{e:#}"),
+        };
+        let tensor: TValue = Tensor::from_shape(&input.shape, &input.data)
+            .map_err(fail)?
+            .into();
+        let mut state = SimpleState::new(&self.plan).map_err(fail)?;
+        for _ in 0..2 {
+            state.run(tvec!(tensor.clone())).map_err(fail)?;
+        }
+        let mut per_node: HashMap<usize, f64> = HashMap::new();
+        let mut totals = Vec::with_capacity(runs);
+        for _ in 0..runs.max(1) {
+            let started = std::time::Instant::now();
+            state
+                .run_plan_with_eval(tvec!(tensor.clone()), |session, op_state, node, inputs| {
+                    let t = std::time::Instant::now();
+                    let out = eval(session, op_state, node, inputs);
+                    *per_node.entry(node.id).or_default() += t.elapsed().as_secs_f64() * 1e3;
+                    out
+                })
+                .map_err(fail)?;
+            totals.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        totals.sort_by(f64::total_cmp);
+        let model = self.plan.model();
+        let mut ops: Vec<OpTime> = per_node
+            .into_iter()
+            .map(|(id, total)| {
+                let node = model.node(id);
+                OpTime {
+                    node: node.name.clone(),
+                    op: node.op().name().to_string(),
+                    output_shape: node.outputs[0]
+                        .fact
+                        .shape
+                        .as_concrete()
+                        .map(|s| s.to_vec())
+                        .unwrap_or_default(),
+                    ms: total / totals.len() as f64,
+                }
+            })
+            .collect();
+        ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok((totals[totals.len() / 2], ops))
+    }
+}
+
 /// A fully connected softmax head and a cosine-similarity layer, written as ONNX.
 ///
 /// Inputs: `embedding [1, dim]` (L2-normalised). Outputs: `probabilities [1, k]`

@@ -21,7 +21,7 @@ pub use artifact::{ClassifierMeta, HeadParams, Thresholds};
 pub use classify::{Classifier, Prediction, Scores};
 pub use detect::{BBox, DetectorConfig, Face, Mtcnn};
 pub use embed::{Embedder, Embedding};
-pub use engine::set_threads;
+pub use engine::{set_threads, OpTime};
 pub use error::{Error, Result};
 pub use models::ModelDir;
 pub use pipeline::{EmbeddedFace, FacePipeline, PipelineConfig, Recognized};

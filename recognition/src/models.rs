@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::OnnxFile;
+use crate::engine::{Dim, OnnxFile, Tensor32};
 use crate::error::{Error, Result};
 
 /// The manifest file name inside a model directory.
@@ -189,6 +189,34 @@ impl ModelDir {
             });
         }
         Ok(())
+    }
+}
+
+/// Where one network spends its time, per operator: see [`ModelDir::profile`].
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Median time of a whole run.
+    pub median_ms: f64,
+    /// Every operator of the optimised graph, slowest first.
+    pub ops: Vec<crate::engine::OpTime>,
+}
+
+impl ModelDir {
+    /// Loads one network (`pnet`, `rnet`, `onet`, `facenet`) for a fixed input
+    /// shape and times each of its operators over `runs` runs on a
+    /// deterministic pseudo-random input in [-1, 1].
+    pub fn profile(&self, name: &str, shape: &[usize], runs: usize) -> Result<Profile> {
+        let dims: Vec<Dim> = shape.iter().map(|&n| Dim::Fixed(n)).collect();
+        let net = self.load(name)?.into_plan(&dims)?;
+        let mut seed = 0x2545_f491_u32;
+        let data = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect();
+        let (median_ms, ops) = net.profile(&Tensor32::new(shape.to_vec(), data), runs)?;
+        Ok(Profile { median_ms, ops })
     }
 }
 
