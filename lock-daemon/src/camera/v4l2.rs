@@ -61,7 +61,7 @@ pub struct V4l2Camera {
     handle: Arc<Handle>,
     // The buffers live as long as the stream; 'static is the `v4l` crate's way of saying
     // "not tied to the Device value" (the stream holds its own handle to the fd).
-    stream: Stream<'static>,
+    stream: GuardedStream,
     encoding: Encoding,
     width: u32,
     height: u32,
@@ -75,6 +75,40 @@ impl std::fmt::Debug for V4l2Camera {
             .field("encoding", &self.encoding)
             .field("size", &(self.width, self.height))
             .finish()
+    }
+}
+
+/// The `v4l` stream, stopped on drop without the crate's panic. `v4l`'s own
+/// `Drop` panics when VIDIOC_STREAMOFF fails with anything but ENODEV; on a
+/// flaky camera that would turn a reopen into a daemon crash (the door stays
+/// locked, but the service restarts). Here the failure is logged instead.
+struct GuardedStream(Option<Stream<'static>>);
+
+impl std::ops::Deref for GuardedStream {
+    type Target = Stream<'static>;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("the stream is only taken on drop")
+    }
+}
+
+impl std::ops::DerefMut for GuardedStream {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut().expect("the stream is only taken on drop")
+    }
+}
+
+impl Drop for GuardedStream {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.0.take() else {
+            return;
+        };
+        if let Err(e) = stream.stop() {
+            log::warn!("camera: stopping the stream failed ({e}); releasing the device anyway");
+        }
+        // `v4l` stops the stream again on drop and panics if that fails.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(stream))).is_err() {
+            log::warn!("camera: the stream's buffers were released after a failed stop");
+        }
     }
 }
 
@@ -189,7 +223,7 @@ impl V4l2Camera {
         Ok(V4l2Camera {
             device: device.to_owned(),
             handle: stream.handle(),
-            stream,
+            stream: GuardedStream(Some(stream)),
             encoding,
             width,
             height,
