@@ -56,7 +56,13 @@ pub(crate) struct OnnxFile {
     proto: pb::ModelProto,
     /// Where the file's external weight data lives (its directory), if any.
     weights_dir: Option<PathBuf>,
+    /// A check of the weight file still running on another thread; plans are
+    /// only handed out once it has passed.
+    weights_check: std::sync::Mutex<Option<WeightsCheck>>,
 }
+
+/// A background check of a weight file (its sha256), joined before use.
+pub(crate) type WeightsCheck = std::thread::JoinHandle<Result<(), Error>>;
 
 impl std::fmt::Debug for OnnxFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,6 +89,7 @@ impl OnnxFile {
             path: path.to_owned(),
             proto,
             weights_dir: None,
+            weights_check: std::sync::Mutex::new(None),
         })
     }
 
@@ -101,29 +108,63 @@ impl OnnxFile {
 
     /// Builds an optimised plan with the given input shape for input 0.
     pub fn plan(&self, input: &[Dim]) -> Result<Network, Error> {
-        let model = self.model().map_err(|e| self.invalid(e))?;
-        Self::optimise(&self.path, model, input)
+        let plan = self
+            .model()
+            .map_err(|e| self.invalid(e))
+            .and_then(|model| Self::optimise(&self.path, model, input));
+        Self::join_weights_check(self.take_weights_check())?;
+        plan
     }
 
     /// Like [`OnnxFile::plan`], but frees the parsed file before optimising,
     /// which lowers the peak memory of loading a large network.
     pub fn into_plan(self, input: &[Dim]) -> Result<Network, Error> {
-        let model = self.model().map_err(|e| self.invalid(e))?;
-        let OnnxFile { path, proto, .. } = self;
-        drop(proto);
-        Self::optimise(&path, model, input)
+        let check = self.take_weights_check();
+        let model = self.model().map_err(|e| self.invalid(e));
+        let path = self.path.clone();
+        drop(self);
+        let plan = model.and_then(|model| Self::optimise(&path, model, input));
+        // The weight check's verdict first: a damaged file explains a failure
+        // better than the parser does.
+        Self::join_weights_check(check)?;
+        plan
     }
 
     /// Parses an ONNX file whose large tensors are kept in a separate file
     /// (ONNX external data) in `weights_dir`; `bytes` is the graph file.
+    /// `check` verifies the weight file meanwhile, on its own thread: no plan
+    /// is returned unless it passes, and its error is reported first.
     pub fn from_bytes_with_weights(
         path: &Path,
         bytes: &[u8],
         weights_dir: &Path,
+        check: WeightsCheck,
     ) -> Result<OnnxFile, Error> {
-        let mut file = Self::from_bytes(path, bytes)?;
+        let mut file = match Self::from_bytes(path, bytes) {
+            Ok(file) => file,
+            Err(e) => {
+                Self::join_weights_check(Some(check))?;
+                return Err(e);
+            }
+        };
         file.weights_dir = Some(weights_dir.to_owned());
+        file.weights_check = std::sync::Mutex::new(Some(check));
         Ok(file)
+    }
+
+    fn take_weights_check(&self) -> Option<WeightsCheck> {
+        self.weights_check
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn join_weights_check(check: Option<WeightsCheck>) -> Result<(), Error> {
+        match check.map(std::thread::JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// The engine's model, weights read from the weight file if there is one.
