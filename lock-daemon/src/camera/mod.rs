@@ -141,6 +141,16 @@ pub fn rotated_size(settings: &CameraSettings) -> (u32, u32) {
     }
 }
 
+/// The time between two frames the source delivers: `1 / fps` for a camera or a
+/// paced replay; `None` for a replay as fast as possible.
+pub fn frame_interval(settings: &CameraSettings) -> Option<Duration> {
+    let fps = match &settings.source {
+        CameraSource::Replay { fps, .. } => (*fps)?,
+        _ => f64::from(settings.fps),
+    };
+    (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps))
+}
+
 /// Wraps a source and rotates its frames clockwise.
 #[derive(Debug)]
 pub struct Rotated<S> {
