@@ -8,14 +8,23 @@ use recognition::{FacePipeline, ModelDir, PipelineConfig};
 
 use crate::support::models;
 
-/// A copy of the real model directory, with `edit` applied to it.
-fn damaged_copy(edit: impl FnOnce(&Path)) -> tempfile::TempDir {
+/// A copy of the real model directory.
+fn models_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(models().path()).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
-    edit(dir.path());
+    dir
+}
+
+/// A copy of the real model directory whose `file` went through `edit`.
+fn damaged_copy(file: &str, edit: impl FnOnce(&mut Vec<u8>)) -> tempfile::TempDir {
+    let dir = models_copy();
+    let path = dir.path().join(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    edit(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
     dir
 }
 
@@ -28,11 +37,7 @@ fn load_error(dir: &Path) -> String {
 
 #[test]
 fn a_truncated_weight_file_is_named_with_the_fix() {
-    let dir = damaged_copy(|d| {
-        let path = d.join("facenet.onnx.data");
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
-    });
+    let dir = damaged_copy("facenet.onnx.data", |b| b.truncate(b.len() / 3));
     let err = load_error(dir.path());
     assert!(err.contains("facenet.onnx.data"), "{err}");
     assert!(err.contains("truncated"), "{err}");
@@ -41,12 +46,9 @@ fn a_truncated_weight_file_is_named_with_the_fix() {
 
 #[test]
 fn a_changed_weight_file_fails_its_checksum() {
-    let dir = damaged_copy(|d| {
-        let path = d.join("facenet.onnx.data");
-        let mut bytes = std::fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x40;
-        std::fs::write(&path, &bytes).unwrap();
+    let dir = damaged_copy("facenet.onnx.data", |b| {
+        let middle = b.len() / 2;
+        b[middle] ^= 0x40;
     });
     let err = Embedder::load(&ModelDir::open(dir.path()).unwrap()).unwrap_err();
     let err = err.to_string();
@@ -56,11 +58,7 @@ fn a_changed_weight_file_fails_its_checksum() {
 
 #[test]
 fn a_damaged_network_file_fails_its_checksum() {
-    let dir = damaged_copy(|d| {
-        let path = d.join("onet.onnx");
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
-    });
+    let dir = damaged_copy("onet.onnx", |b| b.truncate(b.len() - 100));
     let err = load_error(dir.path());
     assert!(err.contains("onet.onnx"), "{err}");
     assert!(err.contains("models/fetch.sh"), "{err}");
@@ -68,18 +66,19 @@ fn a_damaged_network_file_fails_its_checksum() {
 
 #[test]
 fn a_missing_weight_file_is_named() {
-    let dir = damaged_copy(|d| std::fs::remove_file(d.join("facenet.onnx.data")).unwrap());
+    let dir = models_copy();
+    std::fs::remove_file(dir.path().join("facenet.onnx.data")).unwrap();
     let err = load_error(dir.path());
     assert!(err.contains("facenet.onnx.data"), "{err}");
 }
 
 #[test]
 fn a_manifest_from_an_older_converter_asks_for_a_new_fetch() {
-    let dir = damaged_copy(|d| {
-        let path = d.join("manifest.json");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text.replacen("\"format\": 2", "\"format\": 1", 1);
-        std::fs::write(&path, text).unwrap();
+    let dir = damaged_copy("manifest.json", |b| {
+        let text = String::from_utf8(std::mem::take(b)).unwrap();
+        *b = text
+            .replacen("\"format\": 2", "\"format\": 1", 1)
+            .into_bytes();
     });
     let err = ModelDir::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("format 1"), "{err}");
