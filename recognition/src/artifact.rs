@@ -112,6 +112,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Reads and checks the metadata of classifier bytes without building the network (no
+/// embedder needed): for tools that only need to know what a file is, such as the lock's
+/// rollback check. `path` names the file in errors.
+pub fn meta_from_bytes(path: &Path, bytes: &[u8]) -> Result<ClassifierMeta> {
+    let file = OnnxFile::from_bytes(path, bytes).map_err(|e| Error::ClassifierInvalid {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(read_meta(&file)?.0)
+}
+
 /// Reads and checks the metadata of a parsed classifier file.
 pub(crate) fn read_meta(file: &OnnxFile) -> Result<(ClassifierMeta, HashMap<String, String>)> {
     let invalid = |reason: String| Error::ClassifierInvalid {
@@ -138,4 +149,38 @@ pub(crate) fn read_meta(file: &OnnxFile) -> Result<(ClassifierMeta, HashMap<Stri
         return Err(invalid("it enrolls nobody".into()));
     }
     Ok((meta, props))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(created: &str) -> ClassifierMeta {
+        ClassifierMeta {
+            labels: vec!["ada".into()],
+            thresholds: Thresholds {
+                min_probability: 0.5,
+                min_similarity: 0.5,
+            },
+            embedder_sha256: "00".into(),
+            embedding_size: 2,
+            created: created.into(),
+            photos_per_person: Default::default(),
+            notes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn metadata_reads_back_without_an_embedder() {
+        let head = HeadParams {
+            weights: vec![0.1; 2],
+            bias: vec![0.0],
+            centroids: vec![0.5; 2],
+        };
+        let m = meta("2026-01-02T03:04:05.123456789Z");
+        let bytes = encode(&m, &head, &[]);
+        assert_eq!(meta_from_bytes(Path::new("c.onnx"), &bytes).unwrap(), m);
+        let err = meta_from_bytes(Path::new("c.onnx"), &bytes[..bytes.len() / 2]).unwrap_err();
+        assert!(err.to_string().contains("c.onnx"), "{err}");
+    }
 }
