@@ -38,6 +38,12 @@ pub enum Event {
     ReloadRefused,
     /// Something failed (camera, relay, recognition).
     Error,
+    /// The service runs in a weaker configuration than it should (unsigned classifiers).
+    Warning,
+    /// An administrator allowed one older classifier file (`lock-daemon allow-downgrade`).
+    DowngradeAllowed,
+    /// An older classifier was put into service under such an allowance.
+    Downgrade,
 }
 
 impl Event {
@@ -51,6 +57,9 @@ impl Event {
             Event::Reload => "reload",
             Event::ReloadRefused => "reload-refused",
             Event::Error => "error",
+            Event::Warning => "warning",
+            Event::DowngradeAllowed => "downgrade-allowed",
+            Event::Downgrade => "downgrade",
         }
     }
 }
@@ -155,6 +164,17 @@ pub enum AuditError {
     /// A snapshot could not be written.
     #[error("cannot write snapshot {path}: {reason}")]
     Snapshot { path: PathBuf, reason: String },
+    /// An existing snapshot directory is open to other users and cannot be tightened.
+    #[error(
+        "snapshot directory {path} has mode {mode:04o}, so other users could look at the \
+         photos of people in it, and it cannot be tightened to 0700: {source}; run \
+         `chmod 700 {path}` as its owner (or `chown facelock {path}`)"
+    )]
+    SnapshotDirMode {
+        path: PathBuf,
+        mode: u32,
+        source: std::io::Error,
+    },
 }
 
 /// The open access log.
@@ -186,11 +206,7 @@ impl AuditLog {
             .open(path)
             .map_err(fail(path))?;
         if let Some(snapshots) = &settings.snapshots {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&snapshots.dir)
-                .map_err(fail(&snapshots.dir))?;
+            open_snapshot_dir(&snapshots.dir)?;
         }
         Ok(AuditLog {
             path: path.clone(),
@@ -292,6 +308,73 @@ impl AuditLog {
             .map_err(|e| fail(format!("retention: {e}")))?;
         Ok(Some(name))
     }
+}
+
+/// Appends one record to the log at `settings.log` and closes it, for commands other than
+/// the running service (`lock-daemon allow-downgrade`) and for records written while the
+/// service is still loading. When run as root and the log is new, the file is given to the
+/// owner of its directory, so the service user can still append to it.
+pub fn append(settings: &AuditSettings, record: &Record) -> Result<(), AuditError> {
+    let existed = settings.log.exists();
+    let mut log = AuditLog::open(&AuditSettings {
+        log: settings.log.clone(),
+        snapshots: None,
+    })?;
+    if !existed {
+        give_to_directory_owner(&log.file, &settings.log);
+    }
+    log.record(record)
+}
+
+/// Best effort: a file created by root in a directory owned by the service user is handed
+/// to that user (a no-op for everyone else, who cannot chown).
+pub(crate) fn give_to_directory_owner(file: &File, path: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some(dir) = path.parent() else { return };
+    let (Ok(dir), Ok(own)) = (std::fs::metadata(dir), file.metadata()) else {
+        return;
+    };
+    if own.uid() == 0 && dir.uid() != 0 {
+        if let Err(e) = std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())) {
+            log::warn!("cannot give {} to uid {}: {e}", path.display(), dir.uid());
+        }
+    }
+}
+
+/// Creates the snapshot directory with mode 0700, or tightens an existing one to 0700:
+/// snapshots are photos of people.
+fn open_snapshot_dir(dir: &Path) -> Result<(), AuditError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| AuditError::Open {
+            path: dir.to_owned(),
+            source,
+        })?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|source| AuditError::Open {
+            path: dir.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| AuditError::SnapshotDirMode {
+                path: dir.to_owned(),
+                mode,
+                source,
+            },
+        )?;
+        log::warn!(
+            "snapshot directory {} had mode {mode:04o}; tightened to 0700",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// `<time>-<counter>-<event>[-<person>].jpg`, time first so names sort chronologically,
@@ -557,5 +640,52 @@ mod tests {
         assert!(a < b);
         assert!(is_snapshot_name(&a) && is_snapshot_name(&b));
         assert!(!is_snapshot_name("holiday.jpg"));
+    }
+
+    #[test]
+    fn an_existing_open_snapshot_directory_is_tightened_to_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), Some(5));
+        let snap_dir = s.snapshots.as_ref().unwrap().dir.clone();
+        std::fs::create_dir_all(&snap_dir).unwrap();
+        std::fs::set_permissions(&snap_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        AuditLog::open(&s).unwrap();
+        let mode = std::fs::metadata(&snap_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        // A new one is created 0700 as before.
+        let fresh = settings(&dir.path().join("fresh"), Some(5));
+        AuditLog::open(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh.snapshots.unwrap().dir)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
+
+    #[test]
+    fn a_snapshot_directory_that_cannot_be_tightened_is_refused_with_the_fix() {
+        // Root may chmod anything, so the refusal is shown through its message.
+        let err = AuditError::SnapshotDirMode {
+            path: PathBuf::from("/var/lib/facelock/snapshots"),
+            mode: 0o755,
+            source: std::io::Error::from_raw_os_error(1),
+        }
+        .to_string();
+        assert!(err.contains("mode 0755"), "{err}");
+        assert!(
+            err.contains("chmod 700 /var/lib/facelock/snapshots"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn append_writes_one_record_to_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), None);
+        append(&s, &Record::new(Event::DowngradeAllowed).message("uid 0")).unwrap();
+        append(&s, &Record::new(Event::Warning).message("unsigned")).unwrap();
+        let got = lines(&s.log);
+        assert_eq!(got[0]["event"], "downgrade-allowed");
+        assert_eq!(got[1]["event"], "warning");
     }
 }
