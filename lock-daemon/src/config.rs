@@ -64,6 +64,8 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     security: RawSecurity,
+    #[serde(default)]
+    state: RawState,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +127,13 @@ struct RawAudit {
 #[serde(deny_unknown_fields)]
 struct RawSecurity {
     trusted_key: Option<PathBuf>,
+    allow_unsigned: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -149,6 +158,7 @@ pub struct Settings {
     pub relay: RelaySettings,
     pub audit: AuditSettings,
     pub security: SecuritySettings,
+    pub state: StateSettings,
 }
 
 /// Where frames come from.
@@ -279,8 +289,31 @@ pub struct SnapshotSettings {
 /// Security settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecuritySettings {
-    /// Public key classifiers must be signed with; `None` accepts unsigned classifiers.
+    /// Public key classifiers must be signed with; `None` only together with
+    /// `allow_unsigned`, and then any classifier is accepted.
     pub trusted_key: Option<PathBuf>,
+    /// `security.allow_unsigned = true`: the operator chose to run without signatures.
+    pub allow_unsigned: bool,
+}
+
+impl SecuritySettings {
+    /// The warning the daemon logs and audits at start when classifiers are not signed.
+    pub fn unsigned_warning(&self) -> Option<String> {
+        self.trusted_key.is_none().then(|| {
+            "security.allow_unsigned = true: classifier signatures are not checked, so anyone \
+             who can write the classifier file can enrol a person; set security.trusted_key \
+             (`trainer keygen`, `scripts/deploy.sh --key`) and remove allow_unsigned"
+                .to_owned()
+        })
+    }
+}
+
+/// Where the daemon keeps what must survive a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSettings {
+    /// The state directory: the classifier last accepted (rollback protection) and a
+    /// pending `allow-downgrade`.
+    pub dir: PathBuf,
 }
 
 /// Defaults, also quoted by `config/lock-daemon.toml`.
@@ -304,6 +337,64 @@ pub mod defaults {
     pub const AUDIT_LOG: &str = "/var/log/facelock/audit.jsonl";
     pub const SNAPSHOT_DIR: &str = "/var/lib/facelock/snapshots";
     pub const SNAPSHOTS_KEEP: u32 = 200;
+    pub const STATE_DIR: &str = "/var/lib/facelock/state";
+}
+
+/// Longest configuration value quoted back in a message, in characters.
+const ECHO_LIMIT: usize = 80;
+/// Longest line of a parser message (which quotes the offending line), in characters.
+const LINE_LIMIT: usize = 200;
+/// No usable path is longer than this (Linux PATH_MAX), in bytes.
+const PATH_MAX: usize = 4096;
+
+/// `value` as quoted in a message: at most `limit` characters, then "… (N bytes)", so a
+/// huge value never floods the journal.
+fn clip_to(value: &str, limit: usize) -> String {
+    match value.char_indices().nth(limit) {
+        None => value.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+/// A configuration value quoted in a message (at most [`ECHO_LIMIT`] characters).
+pub fn clip(value: &str) -> String {
+    clip_to(value, ECHO_LIMIT)
+}
+
+/// A message that quotes configuration text (the TOML parser quotes the offending line, and
+/// values in backticks or double quotes): quoted values longer than [`ECHO_LIMIT`] and
+/// lines longer than [`LINE_LIMIT`] are clipped.
+fn clip_message(message: &str) -> String {
+    message
+        .lines()
+        .map(|line| clip_to(&clip_quoted(line), LINE_LIMIT))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Clips every `...` or "..." span of a line (an unclosed quote runs to the end of the line).
+fn clip_quoted(line: &str) -> String {
+    let mut out = String::with_capacity(line.len().min(4 * LINE_LIMIT));
+    let mut rest = line;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        let (inner, tail) = match after.find(quote) {
+            Some(close) => (&after[..close], &after[close..]),
+            None => (after, ""),
+        };
+        out.push_str(&clip(inner));
+        match tail.strip_prefix(quote) {
+            Some(tail) => {
+                out.push(quote);
+                rest = tail;
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Settings {
@@ -321,7 +412,7 @@ impl Settings {
     pub fn from_toml(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: clip_message(e.to_string().trim_end()),
         })?;
         Validator { path }.settings(raw)
     }
@@ -365,7 +456,7 @@ impl Validator<'_> {
         ConfigError::Invalid {
             path: self.path.to_owned(),
             key: key.to_owned(),
-            problem: problem.into(),
+            problem: clip_message(&problem.into()),
             fix: fix.into(),
         }
     }
@@ -440,6 +531,7 @@ impl Validator<'_> {
     }
 
     fn settings(&self, raw: RawConfig) -> Result<Settings, ConfigError> {
+        self.path_lengths(&raw)?;
         let camera = self.camera(raw.camera)?;
         let recognition = self.recognition(raw.recognition, &camera)?;
         let policy = self.policy(raw.policy, &camera)?;
@@ -450,10 +542,72 @@ impl Validator<'_> {
             policy,
             relay: self.relay(raw.relay)?,
             audit: self.audit(raw.audit)?,
-            security: SecuritySettings {
-                trusted_key: raw.security.trusted_key.map(|p| self.resolve(p)),
+            security: self.security(raw.security)?,
+            state: StateSettings {
+                dir: self.resolve(
+                    raw.state
+                        .dir
+                        .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR)),
+                ),
             },
         })
+    }
+
+    /// Refuses path values no file system accepts (a stray paste, a runaway script), before
+    /// anything quotes them.
+    fn path_lengths(&self, raw: &RawConfig) -> Result<(), ConfigError> {
+        let paths = [
+            ("camera.device", &raw.camera.device),
+            ("camera.mjpeg_pipe", &raw.camera.mjpeg_pipe),
+            ("camera.replay_dir", &raw.camera.replay_dir),
+            ("recognition.model_dir", &raw.recognition.model_dir),
+            ("recognition.classifier", &raw.recognition.classifier),
+            ("relay.sim_log", &raw.relay.sim_log),
+            ("audit.log", &raw.audit.log),
+            ("audit.snapshot_dir", &raw.audit.snapshot_dir),
+            ("security.trusted_key", &raw.security.trusted_key),
+            ("state.dir", &raw.state.dir),
+        ];
+        for (key, path) in paths {
+            let Some(path) = path else { continue };
+            let len = path.as_os_str().len();
+            if len > PATH_MAX {
+                return Err(self.invalid(
+                    key,
+                    format!(
+                        "= \"{}\" is {len} bytes long, longer than any path can be ({PATH_MAX})",
+                        clip(&path.to_string_lossy())
+                    ),
+                    "set it to the real path of the file or directory",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn security(&self, raw: RawSecurity) -> Result<SecuritySettings, ConfigError> {
+        let allow_unsigned = raw.allow_unsigned.unwrap_or(false);
+        match (&raw.trusted_key, allow_unsigned) {
+            (None, false) => Err(self.invalid(
+                "security.trusted_key",
+                "is not set, so the lock would accept a classifier that anyone who can \
+                 write the file has edited",
+                "set it to the public key from `trainer keygen` (`scripts/deploy.sh --key` \
+                 installs it as /etc/facelock/trusted.pub) and sign classifiers with \
+                 `trainer train --sign`; only for a test bench, set \
+                 security.allow_unsigned = true instead",
+            )),
+            (Some(_), true) => Err(self.invalid(
+                "security.allow_unsigned",
+                "= true contradicts security.trusted_key, which requires signed classifiers",
+                "remove allow_unsigned (signatures are checked with the key), or remove \
+                 trusted_key to accept unsigned classifiers",
+            )),
+            _ => Ok(SecuritySettings {
+                trusted_key: raw.trusted_key.map(|p| self.resolve(p)),
+                allow_unsigned,
+            }),
+        }
     }
 
     fn camera(&self, raw: RawCamera) -> Result<CameraSettings, ConfigError> {
@@ -735,6 +889,8 @@ mod tests {
         [relay]
         backend = "sim"
         sim_log = "relay.log"
+        [security]
+        allow_unsigned = true
     "#;
 
     fn parse(text: &str) -> Result<Settings, ConfigError> {
@@ -807,6 +963,8 @@ mod tests {
         assert_eq!(s.policy.cooldown, Duration::from_secs(3));
         assert_eq!(s.audit.snapshots, None);
         assert_eq!(s.security.trusted_key, None);
+        assert!(s.security.allow_unsigned);
+        assert_eq!(s.state.dir, Path::new("/var/lib/facelock/state"));
         assert_eq!(
             s.recognition.model_dir,
             recognition::ModelDir::default_location()
@@ -1030,5 +1188,83 @@ mod tests {
         assert_eq!(p.min_face_px, 80.0);
         assert_eq!(p.frames_required, 3);
         assert_eq!(s.recognition.pipeline_config().detector.min_face_px, 60.0);
+    }
+
+    #[test]
+    fn a_missing_trusted_key_is_refused_unless_unsigned_is_allowed_explicitly() {
+        let unsigned = MINIMAL.replace("allow_unsigned = true", "");
+        let err = error(&unsigned);
+        assert!(err.contains("`security.trusted_key` is not set"), "{err}");
+        assert!(err.contains("trainer keygen"), "{err}");
+        assert!(err.contains("allow_unsigned = true"), "{err}");
+        let err = error(&MINIMAL.replace("allow_unsigned = true", "allow_unsigned = false"));
+        assert!(err.contains("`security.trusted_key` is not set"), "{err}");
+        // With the key, nothing else is needed; with allow_unsigned, a warning is due.
+        let signed = parse(&format!("{unsigned}trusted_key = \"trusted.pub\"\n")).unwrap();
+        assert_eq!(
+            signed.security.trusted_key.as_deref(),
+            Some(Path::new("/etc/facelock/trusted.pub"))
+        );
+        assert_eq!(signed.security.unsigned_warning(), None);
+        let warning = parse(MINIMAL).unwrap().security.unsigned_warning().unwrap();
+        assert!(warning.contains("not checked"), "{warning}");
+    }
+
+    #[test]
+    fn allow_unsigned_together_with_a_trusted_key_is_refused() {
+        let err = error(&format!("{MINIMAL}trusted_key = \"trusted.pub\"\n"));
+        assert!(err.contains("`security.allow_unsigned`"), "{err}");
+        assert!(err.contains("contradicts"), "{err}");
+    }
+
+    #[test]
+    fn the_state_dir_is_resolved_against_the_config_directory() {
+        let s = parse(&format!("{MINIMAL}\n[state]\ndir = \"state\"\n")).unwrap();
+        assert_eq!(s.state.dir, Path::new("/etc/facelock/state"));
+        let err = error(&format!("{MINIMAL}\n[state]\ndirectory = \"state\"\n"));
+        assert!(err.contains("unknown field `directory`"), "{err}");
+    }
+
+    #[test]
+    fn a_10_mb_value_is_not_echoed_in_full() {
+        let huge = "x".repeat(10 << 20);
+        let cases = [
+            // An unknown enum value: the parser quotes the line and the value.
+            format!("{MINIMAL}\n[camera]\npixel_format = \"{huge}\"\n"),
+            // An unknown key.
+            format!("{MINIMAL}\n[policy]\n{huge} = 1\n"),
+            // A string where a number belongs.
+            format!("{MINIMAL}\n[policy]\nwindow_secs = \"{huge}\"\n"),
+            // Not TOML at all: an unterminated string.
+            format!("{MINIMAL}\n[policy]\nwindow_secs = \"{huge}\n"),
+            // A path no file system accepts.
+            MINIMAL.replace("classifier.onnx", &huge),
+            format!("{MINIMAL}\n[state]\ndir = \"{huge}\"\n"),
+        ];
+        for text in &cases {
+            let err = error(text);
+            assert!(err.len() < 2_000, "{} bytes: {}", err.len(), clip(&err));
+            assert!(err.contains("xxxxxxxx… ("), "{err}");
+            assert!(err.contains(" bytes)"), "{err}");
+        }
+        // The message still names the problem.
+        let err = error(&cases[0]);
+        assert!(err.contains("unknown variant"), "{err}");
+        assert!(err.contains("mjpeg"), "{err}");
+        let err = error(&cases[4]);
+        assert!(err.contains("`recognition.classifier`"), "{err}");
+        assert!(err.contains("10485760 bytes"), "{err}");
+    }
+
+    #[test]
+    fn clipping_keeps_short_values_and_marks_long_ones() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(100);
+        let clipped = clip(&long);
+        assert_eq!(clipped, format!("{}… (200 bytes)", "é".repeat(80)));
+        assert_eq!(
+            clip_quoted(&format!("a `{long}` b \"c\" d")),
+            format!("a `{clipped}` b \"c\" d")
+        );
     }
 }
