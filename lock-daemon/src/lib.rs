@@ -8,6 +8,8 @@ pub mod config;
 pub mod memory;
 pub mod notify;
 pub mod policy;
+pub mod recognizer;
 pub mod relay;
+pub mod rollback;
 pub mod scene;
 pub mod service;

@@ -36,6 +36,12 @@ enum Command {
         #[arg(long, default_value = "/etc/facelock/lock-daemon.toml")]
         config: PathBuf,
     },
+    /// Allow the classifier now installed, although older than the one in service, into
+    /// service once (audited). The running daemon takes it at its next reload.
+    AllowDowngrade {
+        #[arg(long, default_value = "/etc/facelock/lock-daemon.toml")]
+        config: PathBuf,
+    },
     /// Write Locked to the relay and exit (systemd's ExecStopPost: covers crashes and SIGKILL).
     Secure {
         #[arg(long, default_value = "/etc/facelock/lock-daemon.toml")]
@@ -62,6 +68,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::CheckConfig { config } => {
             let settings = Settings::load(&config)?;
             println!("{}: OK", settings.path.display());
+            Ok(())
+        }
+        Command::AllowDowngrade { config } => {
+            let settings = Settings::load(&config)?;
+            println!("{}", lock_daemon::rollback::allow_downgrade(&settings)?);
             Ok(())
         }
         Command::Secure { config } => {
