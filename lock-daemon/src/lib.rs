@@ -8,6 +8,7 @@ pub mod config;
 pub mod memory;
 pub mod notify;
 pub mod policy;
+pub mod preflight;
 pub mod recognizer;
 pub mod relay;
 pub mod rollback;

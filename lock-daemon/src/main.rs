@@ -31,7 +31,8 @@ enum Command {
         #[arg(long)]
         exit_when_replay_ends: bool,
     },
-    /// Validate the configuration file and exit.
+    /// Check everything `run` checks before it touches hardware (settings, models,
+    /// classifier trust, camera source, writable directories) and exit; non-zero on any problem.
     CheckConfig {
         #[arg(long, default_value = "/etc/facelock/lock-daemon.toml")]
         config: PathBuf,
@@ -66,9 +67,24 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::CheckConfig { config } => {
-            let settings = Settings::load(&config)?;
-            println!("{}: OK", settings.path.display());
-            Ok(())
+            use lock_daemon::preflight;
+            let report = preflight::check(&config, preflight::Models::Load);
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for problem in &report.problems {
+                eprintln!("problem: {problem}");
+            }
+            match report.problems.len() {
+                0 => {
+                    println!("{}: OK", config.display());
+                    Ok(())
+                }
+                n => Err(anyhow::anyhow!(
+                    "{}: {n} problem(s) that would stop `lock-daemon run`",
+                    config.display()
+                )),
+            }
         }
         Command::AllowDowngrade { config } => {
             let settings = Settings::load(&config)?;
