@@ -70,14 +70,14 @@ impl Lock {
                 std::fs::write(dir.path().join("trusted.pub"), k).unwrap();
                 "[security]\ntrusted_key = \"trusted.pub\"\n".to_owned()
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| "[security]\nallow_unsigned = true\n".to_owned());
         let config = format!(
             "[camera]\nreplay_dir = \"frames\"\nreplay_fps = {:.1}\nreplay_loop = {}\n\
              read_timeout_ms = 100\n\
              [recognition]\nclassifier = \"classifier.onnx\"\nmodel_dir = \"{}\"\n\
              [policy]\nframes_required = 3\nwindow_secs = 2.0\nunlock_secs = {:.1}\ncooldown_secs = {:.1}\n\
              [relay]\nbackend = \"sim\"\nsim_log = \"relay.log\"\n\
-             [audit]\nlog = \"audit.jsonl\"\n{security}",
+             [audit]\nlog = \"audit.jsonl\"\n[state]\ndir = \"state\"\n{security}",
             timing.fps,
             timing.looping,
             recognition::ModelDir::default_location().display(),

@@ -7,3 +7,4 @@ mod golden;
 mod models;
 mod support;
 mod training;
+mod trust;
