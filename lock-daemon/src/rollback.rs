@@ -418,8 +418,13 @@ pub fn allow_downgrade(settings: &crate::config::Settings) -> anyhow::Result<Str
             allowance.by
         )),
     )
-    .context("the allowance must be audited; nothing was allowed")?;
-    state.allow(&allowance)?;
+    .context(
+        "the allowance must be audited, so nothing was allowed; run it as root (`sudo \
+         lock-daemon allow-downgrade`)",
+    )?;
+    state
+        .allow(&allowance)
+        .context("run it as root (`sudo lock-daemon allow-downgrade`)")?;
     Ok(format!(
         "allowed once: {what}\nThe running daemon puts it into service at its next reload \
          (`systemctl reload lock-daemon`), otherwise at the next start."
