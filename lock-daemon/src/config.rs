@@ -417,6 +417,28 @@ impl Settings {
         Validator { path }.settings(raw)
     }
 
+    /// Reads only the `[relay]` section of configuration text: what `lock-daemon secure`
+    /// needs to lock the door, so that an error anywhere else in the file (a typo in
+    /// `[policy]`, a missing classifier) never stops it. When the file is not valid TOML as
+    /// a whole, the `[relay]` section is cut out and parsed on its own.
+    pub fn relay_only(text: &str, path: &Path) -> Result<RelaySettings, ConfigError> {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: clip_message(e.to_string().trim_end()),
+        };
+        let table: toml::Table = match toml::from_str(text) {
+            Ok(table) => table,
+            Err(whole) => {
+                toml::from_str(&relay_section_text(text)).map_err(|_| parse_error(whole))?
+            }
+        };
+        let raw = match table.get("relay") {
+            Some(value) => RawRelay::deserialize(value.clone()).map_err(parse_error)?,
+            None => RawRelay::default(),
+        };
+        Validator { path }.relay(raw)
+    }
+
     /// The decision policy's parameters.
     pub fn policy_config(&self) -> PolicyConfig {
         PolicyConfig {
@@ -440,6 +462,29 @@ impl RecognitionSettings {
             crop_margin: self.crop_margin,
         }
     }
+}
+
+/// The `[relay]` table's lines of a file that does not parse as a whole: from its header
+/// to the next table header.
+fn relay_section_text(text: &str) -> String {
+    let mut inside = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            inside = trimmed
+                .trim_end()
+                .strip_prefix("[relay]")
+                .is_some_and(|rest| {
+                    rest.trim_start().is_empty() || rest.trim_start().starts_with('#')
+                });
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 struct Validator<'a> {
@@ -1254,6 +1299,19 @@ mod tests {
         let err = error(&cases[4]);
         assert!(err.contains("`recognition.classifier`"), "{err}");
         assert!(err.contains("10485760 bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_relay_section_read_alone_clips_values_too() {
+        // `lock-daemon secure` reads the relay section on its own, with the same clipping.
+        let huge = "x".repeat(10 << 20);
+        let err = Settings::relay_only(
+            &format!("[relay]\nbackend = \"{huge}\"\n"),
+            Path::new("/etc/facelock/test.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.len() < 2_000, "{} bytes", err.len());
     }
 
     #[test]

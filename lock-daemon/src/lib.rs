@@ -13,4 +13,5 @@ pub mod recognizer;
 pub mod relay;
 pub mod rollback;
 pub mod scene;
+pub mod secure;
 pub mod service;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use lock_daemon::config::Settings;
 use lock_daemon::notify::Notifier;
+use lock_daemon::secure::SecureRequest;
 use lock_daemon::service::{PipelineRecognizer, RunOptions, Service, Signals};
 
 #[derive(Debug, Parser)]
@@ -44,9 +45,21 @@ enum Command {
         config: PathBuf,
     },
     /// Write Locked to the relay and exit (systemd's ExecStopPost: covers crashes and SIGKILL).
+    ///
+    /// Reads only the configuration's [relay] section; errors elsewhere in the file are
+    /// reported after locking. Relays given on the command line are locked as well.
     Secure {
         #[arg(long, default_value = "/etc/facelock/lock-daemon.toml")]
         config: PathBuf,
+        /// Also lock the relay on this BCM GPIO pin (for when the configuration is unreadable).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=27))]
+        bcm_pin: Option<u8>,
+        /// With --bcm-pin: the relay board switches on a low input.
+        #[arg(long, requires = "bcm_pin")]
+        active_low: bool,
+        /// Also lock this simulated relay log.
+        #[arg(long)]
+        sim_log: Option<PathBuf>,
     },
 }
 
@@ -91,11 +104,31 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", lock_daemon::rollback::allow_downgrade(&settings)?);
             Ok(())
         }
-        Command::Secure { config } => {
-            let settings = Settings::load(&config)?;
-            lock_daemon::relay::secure(&settings.relay).context("cannot lock the door")?;
-            println!("door locked");
-            Ok(())
+        Command::Secure {
+            config,
+            bcm_pin,
+            active_low,
+            sim_log,
+        } => {
+            let outcome = lock_daemon::secure::secure(&SecureRequest {
+                config,
+                bcm_pin,
+                active_low,
+                sim_log,
+            });
+            for locked in &outcome.locked {
+                println!("locked {locked}");
+            }
+            for warning in &outcome.warnings {
+                log::warn!("{warning}");
+            }
+            match outcome.success() {
+                true => Ok(()),
+                false => Err(anyhow::anyhow!(
+                    "the door may not be locked: {}",
+                    outcome.failures.join("; ")
+                )),
+            }
         }
         Command::Run {
             config,
@@ -104,14 +137,15 @@ fn run(cli: Cli) -> Result<()> {
             let started = std::time::Instant::now();
             let signals = Signals::install()?;
             let notifier = Notifier::from_env().context("cannot reach systemd's notify socket")?;
-            // Lock first, before anything slow or fallible: the door is locked at start.
             let settings = Settings::load(&config)?;
-            if let Err(e) = lock_daemon::relay::secure(&settings.relay) {
-                return Err(e).context("cannot lock the door at start");
-            }
+            // Lock first, before anything slow or fallible: the door is locked at start.
+            // The claim refuses a second daemon on the same relay.
+            let (relay, claim) = lock_daemon::relay::claim(&settings.relay)
+                .context("cannot take the relay and lock the door at start")?;
             recognition::set_threads(settings.recognition.threads);
             let recognizer = PipelineRecognizer::load(&settings)?;
-            let mut service = Service::start(settings, recognizer, notifier, signals)?;
+            let mut service =
+                Service::start(settings, relay, claim, recognizer, notifier, signals)?;
             log::info!("ready {:.2} s after start", started.elapsed().as_secs_f64());
             service.run(RunOptions {
                 exit_when_replay_ends,

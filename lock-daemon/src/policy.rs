@@ -307,6 +307,21 @@ impl Policy {
         actions
     }
 
+    /// When [`tick`](Policy::tick) next has something to do: the re-lock, the end of the
+    /// cooldown, or the first hit falling out of the window. `None` while locked and idle.
+    /// The service sleeps until then at most, so re-locking never waits for a frame.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Locked => None,
+            State::Unlocked { until, .. } | State::Cooldown { until } => Some(*until),
+            // Hits expire once strictly older than the window.
+            State::Confirming { hits, .. } => hits
+                .iter()
+                .map(|h| h.at + self.config.window + Duration::from_millis(1))
+                .min(),
+        }
+    }
+
     /// Applies the time-based transitions due at `now`: expired hits, re-lock, end of
     /// cooldown. Call it every loop iteration, frame or no frame.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
@@ -355,6 +370,34 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_deadline_is_the_relock_then_the_end_of_the_cooldown() {
+        let t0 = Instant::now();
+        let mut policy = Policy::new(CONFIG);
+        assert_eq!(policy.next_deadline(), None);
+        let ada = observation(&[ADA]);
+        policy.step(t0, &ada);
+        assert_eq!(
+            policy.next_deadline(),
+            Some(t0 + CONFIG.window + Duration::from_millis(1)),
+            "the first hit expires"
+        );
+        policy.step(t0 + Duration::from_millis(100), &ada);
+        policy.step(t0 + Duration::from_millis(200), &ada);
+        let unlocked_at = t0 + Duration::from_millis(200);
+        assert_eq!(policy.next_deadline(), Some(unlocked_at + CONFIG.unlock));
+        let relock = unlocked_at + CONFIG.unlock;
+        assert!(policy.tick(relock - Duration::from_millis(1)).is_empty());
+        assert_eq!(
+            policy.tick(relock).len(),
+            1,
+            "relocks exactly at the deadline"
+        );
+        assert_eq!(policy.next_deadline(), Some(relock + CONFIG.cooldown));
+        policy.tick(relock + CONFIG.cooldown);
+        assert_eq!(policy.next_deadline(), None);
+    }
 
     const CONFIG: PolicyConfig = PolicyConfig {
         frames_required: 3,

@@ -151,9 +151,11 @@ mod tests {
             .all(|w| w[0].monotonic_ms <= w[1].monotonic_ms));
         assert!(log[0].time.ends_with('Z'));
         // A second process (or `secure`) appends to the same file.
-        super::super::secure(&crate::config::RelaySettings {
+        super::super::open(&crate::config::RelaySettings {
             backend: crate::config::RelayBackend::Sim { log: path.clone() },
         })
+        .unwrap()
+        .set(LockState::Locked)
         .unwrap();
         assert_eq!(states(&path).len(), 5);
     }

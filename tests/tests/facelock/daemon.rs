@@ -14,7 +14,7 @@ use crate::support::{celeb5, extra};
 use crate::training::{classifier_without_ben, sample_classifier};
 
 /// The daemon binary, built once (the test profile builds libraries only).
-fn daemon_binary() -> &'static Path {
+pub(crate) fn daemon_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -41,19 +41,19 @@ fn daemon_binary() -> &'static Path {
 }
 
 /// A lock installation in a temporary folder.
-struct Lock {
+pub(crate) struct Lock {
     dir: tempfile::TempDir,
 }
 
 #[derive(Clone, Copy)]
-struct Timing {
-    fps: f64,
-    unlock_secs: f64,
-    cooldown_secs: f64,
-    looping: bool,
+pub(crate) struct Timing {
+    pub(crate) fps: f64,
+    pub(crate) unlock_secs: f64,
+    pub(crate) cooldown_secs: f64,
+    pub(crate) looping: bool,
 }
 
-const FAST: Timing = Timing {
+pub(crate) const FAST: Timing = Timing {
     fps: 10.0,
     unlock_secs: 1.0,
     cooldown_secs: 0.5,
@@ -61,7 +61,7 @@ const FAST: Timing = Timing {
 };
 
 impl Lock {
-    fn new(classifier: &[u8], timing: Timing, trusted_key: Option<&str>) -> Lock {
+    pub(crate) fn new(classifier: &[u8], timing: Timing, trusted_key: Option<&str>) -> Lock {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("frames")).unwrap();
         std::fs::write(dir.path().join("classifier.onnx"), classifier).unwrap();
@@ -88,12 +88,12 @@ impl Lock {
         Lock { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Appends `count` copies of each photo to the replay, in order.
-    fn add_frames(&self, photos: &[PathBuf], count: usize) {
+    pub(crate) fn add_frames(&self, photos: &[PathBuf], count: usize) {
         let frames = self.path("frames");
         let mut n = std::fs::read_dir(&frames).unwrap().count();
         for photo in photos {
@@ -105,7 +105,7 @@ impl Lock {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(daemon_binary());
         cmd.args(args)
             .arg("--config")
@@ -115,12 +115,12 @@ impl Lock {
         cmd
     }
 
-    /// Runs the daemon until the replay ends.
-    fn run_replay(&self) -> Output {
-        let out = self
-            .command(&["run", "--exit-when-replay-ends"])
-            .output()
-            .unwrap();
+    /// Runs the daemon until the replay ends (at most [`PROCESS_LIMIT`]).
+    pub(crate) fn run_replay(&self) -> Output {
+        let out = output_within(
+            self.command(&["run", "--exit-when-replay-ends"]),
+            PROCESS_LIMIT,
+        );
         assert!(
             out.status.success(),
             "daemon failed: {}",
@@ -129,7 +129,7 @@ impl Lock {
         out
     }
 
-    fn spawn(&self) -> Child {
+    pub(crate) fn spawn(&self) -> Child {
         self.command(&["run"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -137,18 +137,18 @@ impl Lock {
             .unwrap()
     }
 
-    fn relay(&self) -> Vec<Transition> {
+    pub(crate) fn relay(&self) -> Vec<Transition> {
         parse_log(&std::fs::read_to_string(self.path("relay.log")).unwrap_or_default()).unwrap()
     }
 
-    fn unlocks(&self) -> usize {
+    pub(crate) fn unlocks(&self) -> usize {
         self.relay()
             .iter()
             .filter(|t| t.state == LockState::Unlocked)
             .count()
     }
 
-    fn audit(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn audit(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.path("audit.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -156,7 +156,7 @@ impl Lock {
             .collect()
     }
 
-    fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn events(&self, kind: &str) -> Vec<serde_json::Value> {
         self.audit()
             .into_iter()
             .filter(|e| e["event"] == kind)
@@ -164,7 +164,7 @@ impl Lock {
     }
 
     /// Waits until `done` holds, or panics after `limit`.
-    fn wait_for(&self, limit: Duration, what: &str, done: impl Fn(&Lock) -> bool) {
+    pub(crate) fn wait_for(&self, limit: Duration, what: &str, done: impl Fn(&Lock) -> bool) {
         let start = Instant::now();
         while !done(self) {
             assert!(
@@ -178,7 +178,49 @@ impl Lock {
     }
 }
 
-fn photos(person: &str) -> Vec<PathBuf> {
+/// The longest any daemon process in these tests may run: a door that never re-locks
+/// fails the test instead of hanging it.
+pub(crate) const PROCESS_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs a command to completion within `limit`, collecting its output; kills it and
+/// panics past the limit.
+pub(crate) fn output_within(mut command: Command, limit: Duration) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("the command's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("the command did not finish within {limit:?}: {command:?}");
+        }
+    }
+}
+
+/// Waits for a spawned daemon to exit within `limit`; kills it and panics past the limit.
+pub(crate) fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub(crate) fn photos(person: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(celeb5("val").join(person))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -187,11 +229,11 @@ fn photos(person: &str) -> Vec<PathBuf> {
     v
 }
 
-fn empty_hallway() -> Vec<PathBuf> {
+pub(crate) fn empty_hallway() -> Vec<PathBuf> {
     vec![extra("noface/present.png")]
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
@@ -252,7 +294,7 @@ fn the_door_relocks_on_time_when_the_camera_stalls() {
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
-fn held_open() -> Timing {
+pub(crate) fn held_open() -> Timing {
     Timing {
         fps: 10.0,
         unlock_secs: 600.0,
@@ -268,7 +310,7 @@ fn sigterm_while_unlocked_leaves_the_door_locked() {
     let mut child = lock.spawn();
     lock.wait_for(Duration::from_secs(60), "unlock", |l| l.unlocks() == 1);
     signal(&child, "-TERM");
-    let status = child.wait().unwrap();
+    let status = wait_within(&mut child, PROCESS_LIMIT);
     assert!(status.success(), "exit status {status}");
     assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
 }
@@ -280,16 +322,16 @@ fn after_kill_9_while_unlocked_secure_locks_the_door() {
     let mut child = lock.spawn();
     lock.wait_for(Duration::from_secs(60), "unlock", |l| l.unlocks() == 1);
     signal(&child, "-KILL");
-    child.wait().unwrap();
+    wait_within(&mut child, PROCESS_LIMIT);
     assert_eq!(lock.relay().last().unwrap().state, LockState::Unlocked);
     // What systemd's ExecStopPost runs:
-    let out = lock.command(&["secure"]).output().unwrap();
+    let out = output_within(lock.command(&["secure"]), PROCESS_LIMIT);
     assert!(out.status.success());
     assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
 }
 
 /// Replaces the classifier the way an admin's copy does: write aside, rename.
-fn install(lock: &Lock, bytes: &[u8]) {
+pub(crate) fn install(lock: &Lock, bytes: &[u8]) {
     let tmp = lock.path("classifier.onnx.new");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, lock.path("classifier.onnx")).unwrap();
@@ -317,7 +359,7 @@ fn replacing_the_classifier_switches_the_enrolled_people() {
         l.unlocks() >= 1
     });
     signal(&child, "-TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(wait_within(&mut child, PROCESS_LIMIT).success());
     assert_eq!(lock.events("unlock")[0]["person"], "ben_afflek");
 }
 
@@ -367,7 +409,7 @@ fn bad_classifier_files_are_refused_and_the_old_one_keeps_working() {
         l.unlocks() > before
     });
     signal(&child, "-TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(wait_within(&mut child, PROCESS_LIMIT).success());
     assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
 }
 
@@ -380,7 +422,7 @@ fn a_missing_camera_is_reported_with_how_to_fix_it() {
         .replace("replay_fps = 10.0\n", "")
         .replace("replay_loop = false\n", "");
     std::fs::write(lock.path("lock.toml"), config).unwrap();
-    let out = lock.command(&["run"]).output().unwrap();
+    let out = output_within(lock.command(&["run"]), PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -399,7 +441,7 @@ fn check_config_names_an_unknown_key() {
         .unwrap()
         .replace("unlock_secs", "unlock_second");
     std::fs::write(lock.path("lock.toml"), config).unwrap();
-    let out = lock.command(&["check-config"]).output().unwrap();
+    let out = output_within(lock.command(&["check-config"]), PROCESS_LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("unlock_second"), "{stderr}");
@@ -438,6 +480,6 @@ fn systemd_hears_ready_watchdog_status_and_stopping() {
     receive("STATUS=unlocked for madonna", &mut heard);
     signal(&child, "-TERM");
     receive("STOPPING=1", &mut heard);
-    assert!(child.wait().unwrap().success());
+    assert!(wait_within(&mut child, PROCESS_LIMIT).success());
     assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
 }

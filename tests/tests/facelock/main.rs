@@ -3,6 +3,7 @@
 
 mod daemon;
 mod detection;
+mod failsafe;
 mod golden;
 mod models;
 mod support;
