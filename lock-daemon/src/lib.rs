@@ -5,6 +5,7 @@ pub mod audit;
 pub mod camera;
 pub mod clock;
 pub mod config;
+pub mod door;
 pub mod memory;
 pub mod notify;
 pub mod policy;
