@@ -16,8 +16,9 @@ use crate::daemon::{
 use crate::training::{classifier_without_ben, sample_classifier};
 
 /// `bytes` with its `created` metadata moved to `year`. The text keeps its length, so the
-/// protobuf lengths around it still hold; the file is signed afterwards.
-fn created_in(bytes: &[u8], year: &str) -> Vec<u8> {
+/// protobuf lengths around it still hold; sign the file afterwards. Tests that replace the
+/// classifier use it to make the new one newer: the daemon refuses an older one.
+pub(crate) fn created_in(bytes: &[u8], year: &str) -> Vec<u8> {
     let created = artifact::meta_from_bytes(Path::new("c.onnx"), bytes)
         .unwrap()
         .created;
