@@ -14,5 +14,6 @@ pub mod recognizer;
 pub mod relay;
 pub mod rollback;
 pub mod scene;
+pub mod schedule;
 pub mod secure;
 pub mod service;
