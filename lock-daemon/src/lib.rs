@@ -6,6 +6,7 @@ pub mod camera;
 pub mod clock;
 pub mod config;
 pub mod door;
+pub mod inputs;
 pub mod memory;
 pub mod notify;
 pub mod policy;
