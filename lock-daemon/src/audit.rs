@@ -44,6 +44,30 @@ pub enum Event {
     DowngradeAllowed,
     /// An older classifier was put into service under such an allowance.
     Downgrade,
+    /// The door opened under a face grant (`person`).
+    Entry,
+    /// The exit button (request to exit) released the door.
+    Exit,
+    /// The door opened for another legitimate reason (named in `message`).
+    DoorOpened,
+    /// The door closed.
+    DoorClosed,
+    /// The door opened while nothing released it.
+    ForcedOpen,
+    /// The door stood open longer than `door.held_open_secs`.
+    HeldOpen,
+    /// The held-open alarm ended: the door closed.
+    HeldOpenEnd,
+    /// The operating mode changed (`by` says who changed it).
+    ModeChanged,
+    /// A front-end unlocked the door for a while (`by`, `message` = the reason).
+    ManualUnlock,
+    /// A request was refused by the mode or the schedule (`message` says why).
+    Refused,
+    /// The fire-release input was asserted or cleared.
+    FireRelease,
+    /// A door input could not be read; the door state is unknown.
+    InputError,
 }
 
 impl Event {
@@ -60,6 +84,18 @@ impl Event {
             Event::Warning => "warning",
             Event::DowngradeAllowed => "downgrade-allowed",
             Event::Downgrade => "downgrade",
+            Event::Entry => "entry",
+            Event::Exit => "exit",
+            Event::DoorOpened => "door-opened",
+            Event::DoorClosed => "door-closed",
+            Event::ForcedOpen => "forced-open",
+            Event::HeldOpen => "held-open",
+            Event::HeldOpenEnd => "held-open-end",
+            Event::ModeChanged => "mode-changed",
+            Event::ManualUnlock => "manual-unlock",
+            Event::Refused => "refused",
+            Event::FireRelease => "fire-release",
+            Event::InputError => "input-error",
         }
     }
 }
@@ -81,6 +117,9 @@ pub struct Record {
     pub frames: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Who asked, for commands from a front-end (`uid 1000 (alice) via control socket`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// File name of the snapshot taken for this event, inside the snapshot directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
@@ -97,6 +136,7 @@ impl Record {
             similarity: None,
             frames: None,
             message: None,
+            by: None,
             snapshot: None,
         }
     }
@@ -119,6 +159,11 @@ impl Record {
 
     pub fn message(mut self, message: impl Into<String>) -> Record {
         self.message = Some(message.into());
+        self
+    }
+
+    pub fn by(mut self, by: impl Into<String>) -> Record {
+        self.by = Some(by.into());
         self
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::control::ControlSettings;
 use crate::policy::PolicyConfig;
 
 /// Where the daemon looks for its configuration unless told otherwise.
@@ -66,6 +67,10 @@ struct RawConfig {
     security: RawSecurity,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    door: RawDoor,
+    #[serde(default)]
+    control: RawControl,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +117,7 @@ struct RawRelay {
     bcm_pin: Option<u32>,
     active_low: Option<bool>,
     sim_log: Option<PathBuf>,
+    lock_type: Option<LockType>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +140,22 @@ struct RawSecurity {
 #[serde(deny_unknown_fields)]
 struct RawState {
     dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoor {
+    exit_secs: Option<f64>,
+    held_open_secs: Option<f64>,
+    relock_on_close: Option<bool>,
+    max_manual_unlock_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<PathBuf>,
+    group: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -159,6 +181,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub security: SecuritySettings,
     pub state: StateSettings,
+    pub door: DoorSettings,
+    /// `None`: no control socket.
+    pub control: Option<ControlSettings>,
 }
 
 /// Where frames come from.
@@ -264,10 +289,42 @@ pub enum RelayBackend {
     Sim { log: PathBuf },
 }
 
+/// What kind of lock the relay drives, and so what Locked means electrically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockType {
+    /// An electric strike (or bolt) that is locked without power: the relay is energised
+    /// to unlock. A power cut or a crash leaves it locked.
+    #[default]
+    FailSecure,
+    /// A magnetic lock that holds only while powered: the relay is energised to lock. A
+    /// power cut opens it (as fire codes require for maglocks on escape routes).
+    FailSafe,
+}
+
+impl LockType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockType::FailSecure => "fail-secure",
+            LockType::FailSafe => "fail-safe",
+        }
+    }
+}
+
 /// Relay settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelaySettings {
     pub backend: RelayBackend,
+    pub lock_type: LockType,
+}
+
+/// `[door]`: how long exits and manual unlocks last, and the door-contact rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DoorSettings {
+    pub exit: Duration,
+    pub held_open: Duration,
+    pub relock_on_close: bool,
+    pub max_manual_unlock: Duration,
 }
 
 /// Audit settings.
@@ -338,6 +395,9 @@ pub mod defaults {
     pub const SNAPSHOT_DIR: &str = "/var/lib/facelock/snapshots";
     pub const SNAPSHOTS_KEEP: u32 = 200;
     pub const STATE_DIR: &str = "/var/lib/facelock/state";
+    pub const EXIT_SECS: f64 = 5.0;
+    pub const HELD_OPEN_SECS: f64 = 30.0;
+    pub const MAX_MANUAL_UNLOCK_SECS: f64 = 3600.0;
 }
 
 /// Longest configuration value quoted back in a message, in characters.
@@ -595,6 +655,8 @@ impl Validator<'_> {
                         .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR)),
                 ),
             },
+            door: self.door(raw.door)?,
+            control: self.control(raw.control)?,
         })
     }
 
@@ -612,6 +674,7 @@ impl Validator<'_> {
             ("audit.snapshot_dir", &raw.audit.snapshot_dir),
             ("security.trusted_key", &raw.security.trusted_key),
             ("state.dir", &raw.state.dir),
+            ("control.socket", &raw.control.socket),
         ];
         for (key, path) in paths {
             let Some(path) = path else { continue };
@@ -896,7 +959,60 @@ impl Validator<'_> {
                 })?),
             },
         };
-        Ok(RelaySettings { backend })
+        Ok(RelaySettings {
+            backend,
+            lock_type: raw.lock_type.unwrap_or_default(),
+        })
+    }
+
+    fn door(&self, raw: RawDoor) -> Result<DoorSettings, ConfigError> {
+        Ok(DoorSettings {
+            exit: self.secs(
+                "door.exit_secs",
+                raw.exit_secs.unwrap_or(defaults::EXIT_SECS),
+                0.5..=600.0,
+                "seconds the exit button releases the door, e.g. 5",
+            )?,
+            held_open: self.secs(
+                "door.held_open_secs",
+                raw.held_open_secs.unwrap_or(defaults::HELD_OPEN_SECS),
+                1.0..=3600.0,
+                "seconds the door may stand open before the held-open alarm, e.g. 30",
+            )?,
+            relock_on_close: raw.relock_on_close.unwrap_or(true),
+            max_manual_unlock: self.secs(
+                "door.max_manual_unlock_secs",
+                raw.max_manual_unlock_secs
+                    .unwrap_or(defaults::MAX_MANUAL_UNLOCK_SECS),
+                1.0..=86_400.0,
+                "the longest unlock `lock-daemon ctl unlock` may ask for, in seconds",
+            )?,
+        })
+    }
+
+    fn control(&self, raw: RawControl) -> Result<Option<ControlSettings>, ConfigError> {
+        match (raw.socket, raw.group) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(self.invalid(
+                "control.group",
+                "is set without control.socket",
+                "set control.socket (e.g. \"/run/facelock/control.sock\") to enable the \
+                 control socket, or remove control.group",
+            )),
+            (Some(socket), group) => {
+                if group.as_deref().is_some_and(str::is_empty) {
+                    return Err(self.invalid(
+                        "control.group",
+                        "is empty",
+                        "name a group (e.g. \"facelock-admin\") or remove the key",
+                    ));
+                }
+                Ok(Some(ControlSettings {
+                    socket: self.resolve(socket),
+                    group,
+                }))
+            }
+        }
     }
 
     fn audit(&self, raw: RawAudit) -> Result<AuditSettings, ConfigError> {

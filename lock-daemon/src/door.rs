@@ -624,10 +624,12 @@ mod tests {
                 SetMode(m) => door.set_mode(now, *m, "uid 0 (root)"),
                 Manual(secs) => door
                     .manual_unlock(now, Duration::from_secs(*secs), "uid 0 (root)", "delivery")
-                    .unwrap_or_else(|e| vec![DoorEvent::Refused {
-                        request: "manual".into(),
-                        reason: e,
-                    }]),
+                    .unwrap_or_else(|e| {
+                        vec![DoorEvent::Refused {
+                            request: "manual".into(),
+                            reason: e,
+                        }]
+                    }),
                 Fire(on) => door.fire(now, *on),
                 Error => door.input_error(now, "wire cut"),
             };
@@ -659,9 +661,12 @@ mod tests {
         }
     }
 
+    /// A rule's name, its script and the events it must produce.
+    type Case = (&'static str, Vec<(u64, In)>, Vec<&'static str>);
+
     #[test]
     fn every_rule_as_a_table() {
-        let cases: Vec<(&str, Vec<(u64, In)>, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "a face grant without a door contact relocks on time",
                 vec![(0, Face("ada")), (4999, Tick), (5000, Tick)],
@@ -879,7 +884,13 @@ mod tests {
         let (events, _) = run_with(
             config,
             Mode::Normal,
-            &[(0, Face("ada")), (1000, Open), (2000, Close), (4999, Tick), (5000, Tick)],
+            &[
+                (0, Face("ada")),
+                (1000, Open),
+                (2000, Close),
+                (4999, Tick),
+                (5000, Tick),
+            ],
         );
         assert_eq!(
             events,

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod camera;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod door;
 pub mod inputs;
 pub mod memory;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use lock_daemon::config::Settings;
+use lock_daemon::config::{LockType, Settings};
 use lock_daemon::notify::Notifier;
 use lock_daemon::secure::SecureRequest;
 use lock_daemon::service::{PipelineRecognizer, RunOptions, Service, Signals};
@@ -44,6 +44,16 @@ enum Command {
         #[arg(long, default_value = "/etc/facelock/lock-daemon.toml")]
         config: PathBuf,
     },
+    /// Talk to the running daemon through its control socket (control.socket).
+    Ctl {
+        #[arg(long, global = true, default_value = "/etc/facelock/lock-daemon.toml")]
+        config: PathBuf,
+        /// The socket to use instead of the configuration's control.socket.
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
     /// Write Locked to the relay and exit (systemd's ExecStopPost: covers crashes and SIGKILL).
     ///
     /// Reads only the configuration's [relay] section; errors elsewhere in the file are
@@ -57,9 +67,35 @@ enum Command {
         /// With --bcm-pin: the relay board switches on a low input.
         #[arg(long, requires = "bcm_pin")]
         active_low: bool,
+        /// With --bcm-pin: "fail-secure" (electric strike, energised to unlock) or
+        /// "fail-safe" (magnetic lock, energised to lock).
+        #[arg(long, requires = "bcm_pin", default_value = "fail-secure", value_parser = parse_lock_type)]
+        lock_type: LockType,
         /// Also lock this simulated relay log.
         #[arg(long)]
         sim_log: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CtlAction {
+    /// Lock, door, mode, the last decision and who is enrolled.
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the mode: normal, lockdown (faces never open; the exit button still does) or
+    /// unlocked (door held open). Persisted across restarts.
+    Mode { mode: String },
+    /// Unlock the door for a while (refused in lockdown), audited under your uid.
+    Unlock {
+        /// How long, in seconds (at most door.max_manual_unlock_secs).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -104,16 +140,23 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", lock_daemon::rollback::allow_downgrade(&settings)?);
             Ok(())
         }
+        Command::Ctl {
+            config,
+            socket,
+            action,
+        } => ctl(&config, socket, action),
         Command::Secure {
             config,
             bcm_pin,
             active_low,
+            lock_type,
             sim_log,
         } => {
             let outcome = lock_daemon::secure::secure(&SecureRequest {
                 config,
                 bcm_pin,
                 active_low,
+                lock_type,
                 sim_log,
             });
             for locked in &outcome.locked {
@@ -152,4 +195,72 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
     }
+}
+
+fn parse_lock_type(text: &str) -> Result<LockType, String> {
+    match text {
+        "fail-secure" => Ok(LockType::FailSecure),
+        "fail-safe" => Ok(LockType::FailSafe),
+        other => Err(format!(
+            "{other:?}: use \"fail-secure\" (electric strike) or \"fail-safe\" (magnetic lock)"
+        )),
+    }
+}
+
+fn ctl(config: &std::path::Path, socket: Option<PathBuf>, action: CtlAction) -> Result<()> {
+    use lock_daemon::control::{call, Request};
+    let socket = match socket {
+        Some(socket) => socket,
+        None => {
+            Settings::load(config)?
+                .control
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} sets no control.socket: enable the control socket there (and \
+                         restart the daemon), or pass --socket",
+                        config.display()
+                    )
+                })?
+                .socket
+        }
+    };
+    let (request, json) = match action {
+        CtlAction::Status { json } => (Request::Status, json),
+        CtlAction::Mode { mode } => (Request::Mode { mode }, false),
+        CtlAction::Unlock { seconds, reason } => (Request::Unlock { seconds, reason }, false),
+    };
+    let reply = call(&socket, &request).map_err(anyhow::Error::msg)?;
+    if !reply.ok {
+        anyhow::bail!("{}", reply.message);
+    }
+    match (&reply.status, json) {
+        (Some(status), true) => println!("{}", serde_json::to_string_pretty(status)?),
+        (Some(status), false) => {
+            println!("{}", reply.message);
+            for key in [
+                "lock",
+                "door",
+                "mode",
+                "released_by",
+                "held_open_alarm",
+                "fire_release",
+                "recognition",
+                "enrolled",
+                "last_decision",
+                "camera_ok",
+                "uptime_secs",
+                "version",
+            ] {
+                if let Some(value) = status.get(key).filter(|v| !v.is_null()) {
+                    let text = match value {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    println!("  {key:16} {text}");
+                }
+            }
+        }
+        (None, _) => println!("{}", reply.message),
+    }
+    Ok(())
 }

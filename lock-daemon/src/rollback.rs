@@ -323,7 +323,12 @@ impl StateDir {
 
     /// Writes `value` as JSON to `name` atomically: temporary file, fsync, rename, fsync of
     /// the directory. The directory is created (mode 0700) if needed.
-    fn write<T: Serialize>(&self, name: &str, value: &T, mode: u32) -> Result<(), RollbackError> {
+    pub(crate) fn write<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        mode: u32,
+    ) -> Result<(), RollbackError> {
         use std::os::unix::fs::DirBuilderExt as _;
         let path = self.file(name);
         let io = |operation: &'static str, path: &Path| {
@@ -432,7 +437,7 @@ pub fn allow_downgrade(settings: &crate::config::Settings) -> anyhow::Result<Str
 }
 
 /// A file's text, or `None` when it does not exist.
-fn read_optional(path: &Path) -> Result<Option<String>, RollbackError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, RollbackError> {
     match std::fs::read(path) {
         Ok(bytes) => String::from_utf8(bytes)
             .map(Some)

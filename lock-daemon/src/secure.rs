@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{RelayBackend, RelaySettings, Settings};
+use crate::config::{LockType, RelayBackend, RelaySettings, Settings};
 use crate::relay::{self, LockState};
 
 /// What `secure` was asked to lock.
@@ -27,6 +27,8 @@ pub struct SecureRequest {
     pub bcm_pin: Option<u8>,
     /// With `bcm_pin`: the relay board switches on a low input.
     pub active_low: bool,
+    /// With `bcm_pin`: what Locked means electrically (a maglock is energised to lock).
+    pub lock_type: LockType,
     /// A simulated relay log to lock as well.
     pub sim_log: Option<PathBuf>,
 }
@@ -111,11 +113,13 @@ fn extra_relays(request: &SecureRequest) -> Vec<RelaySettings> {
                 bcm_pin: pin,
                 active_low: request.active_low,
             },
+            lock_type: request.lock_type,
         });
     }
     if let Some(log) = &request.sim_log {
         relays.push(RelaySettings {
             backend: RelayBackend::Sim { log: log.clone() },
+            lock_type: LockType::default(),
         });
     }
     relays
@@ -133,7 +137,8 @@ fn describe(settings: &RelaySettings) -> String {
             bcm_pin,
             active_low,
         } => format!(
-            "the relay on BCM GPIO {bcm_pin}{}",
+            "the {} relay on BCM GPIO {bcm_pin}{}",
+            settings.lock_type.as_str(),
             if *active_low { " (active low)" } else { "" }
         ),
         RelayBackend::Sim { log } => format!("the simulated relay {}", display(log)),

@@ -1,7 +1,9 @@
 //! A relay on a Raspberry Pi GPIO pin (BCM numbering): the only module that imports `rppal`.
 //!
-//! Unlocked energises the relay: the pin is driven high, or low when `active_low` is set
-//! (most opto-isolated relay boards switch on a low input). The pin is switched to output
+//! For an electric strike (`lock_type = "fail-secure"`) Unlocked energises the relay; for a
+//! magnetic lock (`"fail-safe"`) Locked does, since a maglock holds only while powered. An
+//! energised relay is a high pin, or a low one when `active_low` is set (most
+//! opto-isolated relay boards switch on a low input). The pin is switched to output
 //! already at the Locked level, so opening never glitches the door open. On drop the pin is
 //! written Locked and left driven (rppal's reset-on-drop, which would turn it back into a
 //! floating input, is disabled), so the level stays Locked after the process exits.
@@ -9,10 +11,14 @@
 use rppal::gpio::{Gpio, Level, OutputPin};
 
 use super::{LockState, Relay, RelayError};
+use crate::config::LockType;
 
 /// The pin level that puts the lock in `state`.
-pub fn level_for(state: LockState, active_low: bool) -> bool {
-    let energised = state == LockState::Unlocked;
+pub fn level_for(state: LockState, active_low: bool, lock_type: LockType) -> bool {
+    let energised = match lock_type {
+        LockType::FailSecure => state == LockState::Unlocked,
+        LockType::FailSafe => state == LockState::Locked,
+    };
     energised != active_low
 }
 
@@ -21,37 +27,50 @@ pub fn level_for(state: LockState, active_low: bool) -> bool {
 pub struct GpioRelay {
     pin: OutputPin,
     active_low: bool,
+    lock_type: LockType,
 }
 
 impl GpioRelay {
     /// Claims BCM pin `bcm_pin` as an output at the Locked level.
-    pub fn open(bcm_pin: u8, active_low: bool) -> Result<GpioRelay, RelayError> {
+    pub fn open(
+        bcm_pin: u8,
+        active_low: bool,
+        lock_type: LockType,
+    ) -> Result<GpioRelay, RelayError> {
         let pin = Gpio::new()
             .and_then(|gpio| gpio.get(bcm_pin))
             .map_err(|e| map_error(bcm_pin, e))?;
-        let mut pin = if level_for(LockState::Locked, active_low) {
+        let mut pin = if level_for(LockState::Locked, active_low, lock_type) {
             pin.into_output_high()
         } else {
             pin.into_output_low()
         };
         pin.set_reset_on_drop(false);
         log::info!(
-            "relay: BCM GPIO {bcm_pin} ({}), locked",
+            "relay: BCM GPIO {bcm_pin} ({}, {} lock), locked",
             if active_low {
                 "active low"
             } else {
                 "active high"
-            }
+            },
+            lock_type.as_str()
         );
-        Ok(GpioRelay { pin, active_low })
+        Ok(GpioRelay {
+            pin,
+            active_low,
+            lock_type,
+        })
     }
 }
 
 impl Relay for GpioRelay {
     fn set(&mut self, state: LockState) -> Result<(), RelayError> {
         // Memory-mapped register write: cannot fail once the pin is claimed.
-        self.pin
-            .write(Level::from(level_for(state, self.active_low)));
+        self.pin.write(Level::from(level_for(
+            state,
+            self.active_low,
+            self.lock_type,
+        )));
         Ok(())
     }
 }
@@ -87,18 +106,24 @@ mod tests {
 
     #[test]
     fn unlocked_energises_the_relay_on_both_board_kinds() {
-        // (state, active_low) -> pin high?
+        // (state, active_low, lock type) -> pin high?
+        use LockType::{FailSafe, FailSecure};
         let table = [
-            (LockState::Locked, false, false),
-            (LockState::Unlocked, false, true),
-            (LockState::Locked, true, true),
-            (LockState::Unlocked, true, false),
+            (LockState::Locked, false, FailSecure, false),
+            (LockState::Unlocked, false, FailSecure, true),
+            (LockState::Locked, true, FailSecure, true),
+            (LockState::Unlocked, true, FailSecure, false),
+            // A maglock is energised to lock.
+            (LockState::Locked, false, FailSafe, true),
+            (LockState::Unlocked, false, FailSafe, false),
+            (LockState::Locked, true, FailSafe, false),
+            (LockState::Unlocked, true, FailSafe, true),
         ];
-        for (state, active_low, high) in table {
+        for (state, active_low, lock_type, high) in table {
             assert_eq!(
-                level_for(state, active_low),
+                level_for(state, active_low, lock_type),
                 high,
-                "{state} active_low={active_low}"
+                "{state} active_low={active_low} {lock_type:?}"
             );
         }
     }
@@ -122,7 +147,7 @@ mod tests {
         if model.contains("Raspberry Pi") {
             return; // Never touch a real pin from the unit tests.
         }
-        let err = GpioRelay::open(17, false).unwrap_err();
+        let err = GpioRelay::open(17, false, LockType::FailSecure).unwrap_err();
         assert!(
             matches!(
                 err,

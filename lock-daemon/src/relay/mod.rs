@@ -117,7 +117,7 @@ pub fn open(settings: &RelaySettings) -> Result<Box<dyn Relay>, RelayError> {
         RelayBackend::Gpio {
             bcm_pin,
             active_low,
-        } => Box::new(GpioRelay::open(*bcm_pin, *active_low)?),
+        } => Box::new(GpioRelay::open(*bcm_pin, *active_low, settings.lock_type)?),
         RelayBackend::Sim { log } => Box::new(SimRelay::open(log)?),
     })
 }
@@ -196,6 +196,7 @@ mod tests {
             backend: RelayBackend::Sim {
                 log: dir.join("relay.log"),
             },
+            lock_type: Default::default(),
         }
     }
 
@@ -224,6 +225,7 @@ mod tests {
                 bcm_pin: pin,
                 active_low: false,
             },
+            lock_type: Default::default(),
         };
         assert_eq!(
             lock_file(&gpio(17)),

@@ -153,6 +153,7 @@ mod tests {
         // A second process (or `secure`) appends to the same file.
         super::super::open(&crate::config::RelaySettings {
             backend: crate::config::RelayBackend::Sim { log: path.clone() },
+            lock_type: Default::default(),
         })
         .unwrap()
         .set(LockState::Locked)

@@ -16,8 +16,10 @@
 //! READY=1. Shutdown: a signal sets a flag; the door loop writes Locked first, then stops the
 //! vision thread (waiting a bounded time), audits the stop and sends STOPPING=1.
 
+mod modes;
 mod pace;
 mod stats;
+mod status;
 mod vision;
 mod watch;
 
@@ -33,15 +35,19 @@ use recognition::Recognized;
 
 pub use crate::recognizer::{load_classifier, PipelineRecognizer, Recognizer};
 pub use stats::rss;
+pub use status::{Decision, Status, StatusBoard};
 pub use vision::{CameraOpener, Heartbeat, CAMERA_BACKOFF, MAX_CAMERA_FAILURES};
 pub use watch::{FileWatch, Signals};
 
 use crate::audit::{AuditLog, Event, Record};
 use crate::camera;
 use crate::config::Settings;
+use crate::control::{ControlServer, Reply, Request};
+use crate::door::{Door, DoorConfig, DoorEvent, Mode};
 use crate::notify::Notifier;
 use crate::policy::{Action, Observation, Policy};
 use crate::relay::{Claim, LockState, Relay};
+use crate::rollback::StateDir;
 
 /// Options that only the demo and the tests use.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,6 +68,18 @@ pub enum Input {
     ReplayEnded,
     /// The vision side gave up (the camera keeps failing): the service stops, locked.
     Fatal(String),
+    /// A command from a front-end (control socket, ...), answered on its reply channel.
+    Command(Command),
+}
+
+/// A front-end's request, with who asked and where the answer goes. The door loop answers
+/// at once and never waits on the front-end.
+#[derive(Debug)]
+pub struct Command {
+    pub request: Request,
+    /// Who asked, for the audit log (`uid 1000 (alice) via control socket`).
+    pub by: String,
+    pub reply: mpsc::Sender<Reply>,
 }
 
 /// One recognised frame.
@@ -71,6 +89,17 @@ pub struct Seen {
     pub faces: Vec<Recognized>,
     /// When the camera delivered it.
     pub captured: Instant,
+}
+
+/// The door controller's parameters from the settings.
+fn door_config(settings: &Settings) -> DoorConfig {
+    DoorConfig {
+        unlock: settings.policy.unlock,
+        exit: settings.door.exit,
+        held_open: settings.door.held_open,
+        relock_on_close: settings.door.relock_on_close,
+        max_manual: settings.door.max_manual_unlock,
+    }
 }
 
 /// The longest the door loop sleeps between looks at the shutdown flag.
@@ -107,7 +136,17 @@ pub struct Service {
     last_frame: Option<RgbImage>,
     last_faces: Vec<Recognized>,
     /// The enrolled people at start, for the start record.
-    enrolled: String,
+    enrolled: Vec<String>,
+    door: Door,
+    state: StateDir,
+    board: StatusBoard,
+    started: Instant,
+    started_wall: String,
+    last_decision: Option<Decision>,
+    /// Kept for the life of the service; stops serving when dropped.
+    _control: Option<ControlServer>,
+    /// Whether a door contact is wired (an unknown state then reads "unknown").
+    door_wired: bool,
 }
 
 impl std::fmt::Debug for Service {
@@ -176,9 +215,17 @@ impl Service {
         } = parts;
         relay.set(LockState::Locked)?;
         let audit = AuditLog::open(&settings.audit)?;
-        let enrolled = recognizer.labels().join(", ");
+        let enrolled = recognizer.labels();
+        let state = StateDir::new(&settings.state.dir);
+        let mode = modes::load(&state)?;
+        let door = Door::new(door_config(&settings), mode);
         let notifier = Arc::new(notifier);
         let (tx, inputs) = mpsc::sync_channel(CHANNEL_DEPTH);
+        let board = StatusBoard::default();
+        let control = match &settings.control {
+            Some(control) => Some(crate::control::serve(control, tx.clone(), board.clone())?),
+            None => None,
+        };
         let stop_vision = Arc::new(AtomicBool::new(false));
         let heartbeat = Heartbeat::default();
         let vision = vision::Vision {
@@ -229,6 +276,14 @@ impl Service {
             last_frame: None,
             last_faces: Vec::new(),
             enrolled,
+            door,
+            state,
+            board,
+            started: Instant::now(),
+            started_wall: crate::clock::wall_rfc3339(),
+            last_decision: None,
+            _control: control,
+            door_wired: false,
         })
     }
 
@@ -255,24 +310,36 @@ impl Service {
     }
 
     fn run_loop(&mut self, options: RunOptions) -> Result<()> {
-        let start = Record::new(Event::Start).message(format!("enrolled: {}", self.enrolled));
+        let start = Record::new(Event::Start).message(format!(
+            "enrolled: {}; mode {}",
+            self.enrolled.join(", "),
+            self.door.mode()
+        ));
         self.audit_event(start);
-        let _ = self.notifier.ready("locked, watching");
-        log::info!("ready: door locked, watching");
+        // A mode that holds the door open (mode unlocked) takes effect now.
+        let events = self.door.tick(Instant::now(), false);
+        self.apply_door(events)?;
+        self.publish();
+        let _ = self.notifier.ready(&self.status_line());
+        log::info!("ready: {}", self.status_line());
         while !self.signals.shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
             let actions = self.policy.tick(now);
             self.apply(actions)?;
+            let events = self.door.tick(now, false);
+            self.apply_door(events)?;
             self.watchdog(now);
+            self.publish();
             if options.exit_when_replay_ends && self.replay_ended && !self.policy.is_unlocked() {
                 log::info!("replay finished");
                 break;
             }
-            // Sleep no later than the policy's next deadline.
-            let wait = self
-                .policy
-                .next_deadline()
-                .map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+            // Sleep no later than the policy's or the door's next deadline.
+            let wait = [self.policy.next_deadline(), self.door.next_deadline()]
+                .into_iter()
+                .flatten()
+                .map(|d| d.saturating_duration_since(now))
+                .fold(MAX_WAIT, Duration::min);
             match self.inputs.recv_timeout(wait) {
                 Ok(input) => self.on_input(input)?,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -303,7 +370,101 @@ impl Service {
                 Ok(())
             }
             Input::Fatal(reason) => Err(anyhow!(reason)),
+            Input::Command(command) => self.on_command(command),
         }
+    }
+
+    /// Answers a front-end's command through the door controller and the audit log.
+    fn on_command(&mut self, command: Command) -> Result<()> {
+        let Command { request, by, reply } = command;
+        let now = Instant::now();
+        let answer = match request {
+            Request::Status => Reply {
+                ok: true,
+                message: self.status_line(),
+                status: Some(self.board.json()),
+            },
+            Request::Mode { mode } => match mode.parse::<Mode>() {
+                Err(e) => Reply::refused(e),
+                Ok(mode) if mode == self.door.mode() => {
+                    Reply::ok(format!("mode is already {mode}"))
+                }
+                Ok(mode) => match modes::save(&self.state, mode, &by) {
+                    // Not persisted, not changed: a restart must not silently undo it.
+                    Err(e) => {
+                        self.audit_event(
+                            Record::new(Event::Refused)
+                                .by(&by)
+                                .message(format!("mode {mode}: {e:#}")),
+                        );
+                        Reply::refused(format!("{e:#}"))
+                    }
+                    Ok(()) => {
+                        let events = self.door.set_mode(now, mode, &by);
+                        self.apply_door(events)?;
+                        Reply::ok(format!("mode {mode}"))
+                    }
+                },
+            },
+            Request::Unlock { seconds, reason } => {
+                let secs = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO);
+                match self.door.manual_unlock(now, secs, &by, &reason) {
+                    Ok(events) => {
+                        self.apply_door(events)?;
+                        Reply::ok(format!("unlocked for {seconds} s"))
+                    }
+                    Err(refusal) => {
+                        self.audit_event(
+                            Record::new(Event::Refused)
+                                .by(&by)
+                                .message(format!("unlock for {seconds} s ({reason}): {refusal}")),
+                        );
+                        Reply::refused(refusal)
+                    }
+                }
+            }
+        };
+        self.publish();
+        let _ = reply.send(answer);
+        Ok(())
+    }
+
+    /// One line for systemd's STATUS and the ready log: lock, door and mode.
+    fn status_line(&self) -> String {
+        self.status().line()
+    }
+
+    /// The status as the door loop knows it now.
+    fn status(&self) -> Status {
+        let door = self.door.status();
+        Status {
+            lock: match door.strike {
+                LockState::Locked => "locked".into(),
+                LockState::Unlocked => "unlocked".into(),
+            },
+            door: match door.contact {
+                Some(c) => c.as_str().into(),
+                None if self.door_wired => "unknown".into(),
+                None => "not wired".into(),
+            },
+            mode: door.mode.to_string(),
+            released_by: door.released_by,
+            held_open_alarm: door.held_open_alarm,
+            fire_release: door.fire,
+            recognition: self.policy.state().to_string(),
+            enrolled: self.enrolled.clone(),
+            last_decision: self.last_decision.clone(),
+            camera_ok: self.heartbeat.age() <= VISION_STALL_LIMIT,
+            started: self.started_wall.clone(),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// Publishes the status snapshot for the front-ends.
+    fn publish(&self) {
+        let status = self.status();
+        self.board.update(|s| *s = status);
     }
 
     /// The vision thread ended without saying why: it panicked.
@@ -368,34 +529,150 @@ impl Service {
         }
     }
 
+    /// Carries out the face policy's decisions: a confirmed face goes to the door
+    /// controller, which releases the strike or refuses (mode, schedule).
     fn apply(&mut self, actions: Vec<Action>) -> Result<()> {
         for action in actions {
-            let (state, event) = match &action {
-                Action::Unlock { .. } => (Some(LockState::Unlocked), Event::Unlock),
-                Action::Relock { .. } => (Some(LockState::Locked), Event::Relock),
-                Action::DeniedUnknown { .. } => (None, Event::DeniedUnknown),
-            };
-            if let Some(state) = state {
-                if let Err(e) = self.relay.set(state) {
-                    let _ = self.relay.set(LockState::Locked);
-                    self.audit_event(Record::new(Event::Error).message(format!("relay: {e}")));
-                    return Err(anyhow!(e).context("relay failed"));
-                }
-            }
-            let record = Record::from_action(&action);
             log::info!("{action}");
-            let _ = self.notifier.status(&action.to_string());
-            match (&self.last_frame, event) {
-                (Some(frame), Event::Unlock | Event::DeniedUnknown) => {
-                    if let Err(e) = self
-                        .audit
-                        .record_with_snapshot(record, frame, &self.last_faces)
-                    {
-                        log::error!("audit log: {e}");
-                    }
+            match &action {
+                Action::Unlock { person, .. } => {
+                    let events = self.door.face(Instant::now(), person, true);
+                    let refusal = events.iter().find_map(|e| match e {
+                        DoorEvent::Refused { reason, .. } => Some(reason.clone()),
+                        _ => None,
+                    });
+                    // The strike first, then the record of the decision.
+                    let (strike, rest): (Vec<DoorEvent>, Vec<DoorEvent>) = events
+                        .into_iter()
+                        .partition(|e| matches!(e, DoorEvent::Strike(_)));
+                    self.apply_door(strike)?;
+                    let record = Record::from_action(&action);
+                    let record = match &refusal {
+                        None => record,
+                        Some(reason) => Record {
+                            event: Event::Refused,
+                            message: Some(reason.clone()),
+                            ..record
+                        },
+                    };
+                    self.decided(record.event, Some(person.clone()));
+                    self.record_with_snapshot(record);
+                    let rest = rest
+                        .into_iter()
+                        .filter(|e| !matches!(e, DoorEvent::Refused { .. }))
+                        .collect();
+                    self.apply_door(rest)?;
+                    let _ = self
+                        .notifier
+                        .status(&format!("{action}; {}", self.status_line()));
                 }
-                _ => self.audit_event(record),
+                // The policy's own timer ends its unlocked state; the door controller
+                // decides when the strike locks.
+                Action::Relock { .. } => {}
+                Action::DeniedUnknown { .. } => {
+                    self.decided(Event::DeniedUnknown, None);
+                    self.record_with_snapshot(Record::from_action(&action));
+                }
             }
+        }
+        Ok(())
+    }
+
+    fn decided(&mut self, event: Event, person: Option<String>) {
+        self.last_decision = Some(Decision {
+            time: crate::clock::wall_rfc3339(),
+            event: event.as_str().into(),
+            person,
+        });
+    }
+
+    fn record_with_snapshot(&mut self, record: Record) {
+        let result = match &self.last_frame {
+            Some(frame) => self
+                .audit
+                .record_with_snapshot(record, frame, &self.last_faces),
+            None => self.audit.record(&record),
+        };
+        if let Err(e) = result {
+            log::error!("audit log: {e}");
+        }
+    }
+
+    /// Carries out the door controller's events: strike changes go to the relay (a relay
+    /// that fails stops the service, locked), everything else to the audit log.
+    fn apply_door(&mut self, events: Vec<DoorEvent>) -> Result<()> {
+        for event in events {
+            let record = match event {
+                DoorEvent::Strike(state) => {
+                    if let Err(e) = self.relay.set(state) {
+                        let _ = self.relay.set(LockState::Locked);
+                        self.audit_event(Record::new(Event::Error).message(format!("relay: {e}")));
+                        return Err(anyhow!(e).context("relay failed"));
+                    }
+                    log::info!("strike {state}");
+                    let _ = self.notifier.status(&self.status_line());
+                    continue;
+                }
+                DoorEvent::Refused { request, reason } => {
+                    Record::new(Event::Refused).message(format!("{request}: {reason}"))
+                }
+                DoorEvent::ManualUnlock { by, reason, secs } => {
+                    self.decided(Event::ManualUnlock, None);
+                    Record::new(Event::ManualUnlock)
+                        .by(by)
+                        .message(format!("{secs:.1} s: {reason}"))
+                }
+                DoorEvent::Exit => {
+                    self.decided(Event::Exit, None);
+                    Record::new(Event::Exit)
+                }
+                DoorEvent::Entry { person } => Record::new(Event::Entry).person(person),
+                DoorEvent::Opened { why } => Record::new(Event::DoorOpened).message(why),
+                DoorEvent::Closed => Record::new(Event::DoorClosed),
+                DoorEvent::ForcedOpen => Record::new(Event::ForcedOpen)
+                    .message("the door opened while locked (no grant, no exit request)"),
+                DoorEvent::HeldOpen { secs } => {
+                    Record::new(Event::HeldOpen).message(format!("open for {secs:.0} s"))
+                }
+                DoorEvent::HeldOpenEnded { secs } => {
+                    Record::new(Event::HeldOpenEnd).message(format!("closed after {secs:.0} s"))
+                }
+                DoorEvent::Relocked { after, why } => {
+                    Record::new(Event::Relock).person(after).message(why)
+                }
+                DoorEvent::ModeChanged { from, to, by } => Record::new(Event::ModeChanged)
+                    .by(by)
+                    .message(format!("{from} -> {to}")),
+                DoorEvent::FireRelease { asserted } => {
+                    Record::new(Event::FireRelease).message(if asserted {
+                        "asserted: door released"
+                    } else {
+                        "cleared"
+                    })
+                }
+                DoorEvent::InputError { message } => {
+                    Record::new(Event::InputError).message(message)
+                }
+            };
+            match record.event {
+                Event::ForcedOpen | Event::HeldOpen | Event::InputError => {
+                    log::warn!(
+                        "{}: {}",
+                        record.event.as_str(),
+                        record.message.as_deref().unwrap_or("")
+                    )
+                }
+                _ => log::info!(
+                    "{}{}",
+                    record.event.as_str(),
+                    record
+                        .message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+            }
+            self.audit_event(record);
         }
         Ok(())
     }

@@ -196,7 +196,7 @@ fn settings(dir: &Path, unlock_secs: f64, read_timeout_ms: u64) -> Settings {
          [policy]\nframes_required = 3\nwindow_secs = 2.0\nunlock_secs = {unlock_secs}\n\
          cooldown_secs = 0.2\n\
          [relay]\nbackend = \"sim\"\nsim_log = \"relay.log\"\n\
-         [audit]\nlog = \"audit.jsonl\"\n\
+         [audit]\nlog = \"audit.jsonl\"\n[state]\ndir = \"state\"\n\
          [security]\nallow_unsigned = true\n"
     );
     Settings::from_toml(&text, &dir.join("lock.toml")).unwrap()

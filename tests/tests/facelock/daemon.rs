@@ -198,7 +198,9 @@ pub(crate) fn output_within(mut command: Command, limit: Duration) -> Output {
     match rx.recv_timeout(limit) {
         Ok(out) => out.expect("the command's output"),
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("the command did not finish within {limit:?}: {command:?}");
         }
     }
@@ -344,14 +346,23 @@ fn replacing_the_classifier_switches_the_enrolled_people() {
         unlock_secs: 1.0,
         ..held_open()
     };
-    let lock = Lock::new(&classifier_without_ben().0.bytes, timing, None);
+    // Both classifiers are trained in this run; their creation times decide which is
+    // newer (an older one is refused), so they are set explicitly.
+    let lock = Lock::new(
+        &crate::trust::created_in(&classifier_without_ben().0.bytes, "2020"),
+        timing,
+        None,
+    );
     lock.add_frames(&photos("ben_afflek"), 1);
     let mut child = lock.spawn();
     lock.wait_for(Duration::from_secs(60), "a refusal", |l| {
         !l.events("denied-unknown").is_empty()
     });
     assert_eq!(lock.unlocks(), 0);
-    install(&lock, &sample_classifier().0.bytes);
+    install(
+        &lock,
+        &crate::trust::created_in(&sample_classifier().0.bytes, "2021"),
+    );
     lock.wait_for(Duration::from_secs(60), "reload", |l| {
         !l.events("reload").is_empty()
     });

@@ -83,7 +83,9 @@ fn secure_locks_when_another_section_of_the_config_is_broken() {
 fn secure_without_a_readable_relay_section_locks_the_relay_on_the_command_line_and_fails() {
     let lock = Lock::new(&sample_classifier().0.bytes, FAST, None);
     crash_unlocked(&lock);
-    edit_config(&lock, |text| text.replace("backend = \"sim\"", "backend = \"simm\""));
+    edit_config(&lock, |text| {
+        text.replace("backend = \"sim\"", "backend = \"simm\"")
+    });
     let mut command = lock.command(&["secure"]);
     command.arg("--sim-log").arg(lock.path("relay.log"));
     let out = output_within(command, PROCESS_LIMIT);
@@ -109,7 +111,11 @@ fn a_second_daemon_on_the_same_relay_is_refused_and_the_first_keeps_the_door() {
         stderr.contains(&format!("another lock-daemon (pid {})", first.id())),
         "{stderr}"
     );
-    assert_eq!(lock.relay(), relay_before, "the second daemon touched the relay");
+    assert_eq!(
+        lock.relay(),
+        relay_before,
+        "the second daemon touched the relay"
+    );
     assert_eq!(lock.events("start").len(), 1);
     signal(&first, "-TERM");
     assert!(wait_within(&mut first, PROCESS_LIMIT).success());
@@ -169,7 +175,11 @@ fn huge_stream_frames_while_unlocked_neither_crash_nor_delay_the_relock() {
     let mut frames = madonna.iter().cycle();
     let limit = std::time::Instant::now() + Duration::from_secs(60);
     while lock.unlocks() == 0 {
-        assert!(std::time::Instant::now() < limit, "no unlock: {:?}", lock.relay());
+        assert!(
+            std::time::Instant::now() < limit,
+            "no unlock: {:?}",
+            lock.relay()
+        );
         stdin.write_all(frames.next().unwrap()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -3,6 +3,7 @@
 
 mod daemon;
 mod detection;
+mod door_control;
 mod failsafe;
 mod golden;
 mod models;
