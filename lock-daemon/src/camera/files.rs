@@ -7,7 +7,10 @@
 //! Without an fps, frames are handed out as fast as they are asked for.
 //!
 //! Every image is fitted to the configured frame size (scaled to fit, centred on grey), so a
-//! replay exercises exactly what a camera at that size would.
+//! replay exercises exactly what a camera at that size would. A file declaring more than
+//! twice the frame's longer side in either direction (1280 px at 640×480; either direction,
+//! as replayed photos may be portrait) is refused before it is decoded, like any
+//! undecodable file: reported once as [`CameraError::ReplayFrame`], then skipped.
 //!
 //! When the last file has been played and the replay does not loop, `next_frame` behaves like
 //! a stalled camera: it waits out the timeout and returns `Ok(None)`, so the service keeps
@@ -17,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image::{imageops, Rgb, RgbImage};
+use recognition::photo::DecodeLimits;
 
 use super::{CameraError, Frame, FrameSource};
 
@@ -28,6 +32,8 @@ pub struct ReplayDir {
     looping: bool,
     /// Frame size every image is fitted to; `None` keeps the files' own sizes.
     size: Option<(u32, u32)>,
+    /// How large a file may be before it is decoded.
+    limits: DecodeLimits,
     /// Frames handed out so far (across loops); also the next frame's sequence number.
     delivered: u64,
     /// When the first frame was asked for: the pacing's time origin.
@@ -57,11 +63,16 @@ impl ReplayDir {
             return Err(fail("it holds no .jpg, .jpeg or .png files".into()));
         }
         files.sort();
+        let limits = match size {
+            Some((w, h)) => DecodeLimits::frames(w.max(h), w.max(h)),
+            None => DecodeLimits::default(),
+        };
         Ok(ReplayDir {
             files,
             fps: fps.filter(|f| *f > 0.0),
             looping,
             size,
+            limits,
             delivered: 0,
             start: None,
         })
@@ -124,10 +135,11 @@ impl FrameSource for ReplayDir {
         let sequence = self.delivered;
         // Advance first: an undecodable file is reported once, then skipped.
         self.delivered += 1;
-        let mut image =
-            recognition::photo::load_rgb(path).map_err(|e| CameraError::ReplayFrame {
+        let mut image = recognition::photo::load_rgb_limited(path, &self.limits).map_err(|e| {
+            CameraError::ReplayFrame {
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         if let Some((w, h)) = self.size {
             image = fit(&image, w, h);
         }
@@ -252,6 +264,23 @@ mod tests {
         assert!(err.contains("no .jpg"), "{err}");
         let err = ReplayDir::open(&dir.path().join("missing"), None, false, None).unwrap_err();
         assert!(matches!(err, CameraError::ReplayDir { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_oversize_file_is_refused_before_decoding_then_skipped() {
+        let dir = replay_dir(2);
+        // A real PNG of 130×40: more than twice the 64×48 frame's longer side.
+        RgbImage::from_pixel(130, 40, Rgb([9, 9, 9]))
+            .save(dir.path().join("0000.png"))
+            .unwrap();
+        let mut source = ReplayDir::open(dir.path(), None, false, Some((64, 48))).unwrap();
+        let err = source.next_frame(Duration::ZERO).unwrap_err();
+        assert!(matches!(err, CameraError::ReplayFrame { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("declares 130x40 pixels"), "{text}");
+        assert!(text.contains("0000.png"), "{text}");
+        let frame = source.next_frame(Duration::ZERO).unwrap().unwrap();
+        assert_eq!((frame.sequence, frame.image.dimensions()), (1, (64, 48)));
     }
 
     #[test]

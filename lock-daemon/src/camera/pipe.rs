@@ -13,6 +13,15 @@
 //! without being decoded. It waits on a condition variable bounded by the timeout, so a
 //! silent writer yields `Ok(None)` like a stalled camera.
 //!
+//! # Oversize frames
+//!
+//! A JPEG's frame header declares its size, and decoding allocates that many pixels: a
+//! 2 KB frame can declare 65000×65000. Each image's declared size is read from its header
+//! ([`recognition::photo::jpeg_size`]) before decoding; a frame more than twice the
+//! configured width or height is skipped with a warning and counted
+//! ([`MjpegPipe::oversize_frames`]). It is not a stream error: the camera is not reopened
+//! for it.
+//!
 //! # Opening and the end of the stream
 //!
 //! Opening a FIFO for reading blocks until a writer opens the other end, so the reader
@@ -29,6 +38,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
+use recognition::photo::DecodeLimits;
 
 use super::{fit, CameraError, Frame, FrameSource};
 use crate::config::PipeInput;
@@ -49,6 +59,10 @@ pub struct MjpegPipe {
     shared: Arc<Shared>,
     /// Frame size every image is fitted to (the configured camera size).
     size: Option<(u32, u32)>,
+    /// How large a frame may be before it is decoded.
+    limits: DecodeLimits,
+    /// Frames skipped because they declared more pixels than `limits` allow.
+    oversize: u64,
     sequence: u64,
     warned_size: bool,
 }
@@ -154,9 +168,38 @@ impl MjpegPipe {
             name,
             shared,
             size,
+            limits: size.map_or_else(DecodeLimits::default, |(w, h)| DecodeLimits::frames(w, h)),
+            oversize: 0,
             sequence: 0,
             warned_size: false,
         }
+    }
+
+    /// Frames skipped so far because their header declared more than twice the configured
+    /// size.
+    pub fn oversize_frames(&self) -> u64 {
+        self.oversize
+    }
+
+    /// Decodes a frame unless its header declares more pixels than the limits allow.
+    fn decode(&mut self, jpeg: &[u8]) -> Result<RgbImage, String> {
+        if let Some((w, h)) = recognition::photo::jpeg_size(jpeg) {
+            if let Err(reason) = self.limits.check(w, h) {
+                self.oversize += 1;
+                // The first one, then one line per 100: a broken writer must not flood the log.
+                if self.oversize % 100 == 1 {
+                    log::warn!(
+                        "camera stream {}: skipping an oversize frame: it {reason} \
+                         ({} such frames so far; set the writer's size to camera.width x \
+                         camera.height)",
+                        self.name,
+                        self.oversize
+                    );
+                }
+                return Err(String::new());
+            }
+        }
+        recognition::photo::decode_rgb_limited(jpeg, &self.limits)
     }
 
     fn error(&self, reason: &str) -> CameraError {
@@ -289,7 +332,7 @@ impl FrameSource for MjpegPipe {
                         .0;
                 }
             };
-            match recognition::photo::decode_rgb(&jpeg) {
+            match self.decode(&jpeg) {
                 Ok(image) => {
                     let image = self.fitted(image);
                     self.sequence += 1;
@@ -300,7 +343,9 @@ impl FrameSource for MjpegPipe {
                     }));
                 }
                 Err(e) => {
-                    log::warn!("camera stream {}: skipping a corrupt frame: {e}", self.name);
+                    if !e.is_empty() {
+                        log::warn!("camera stream {}: skipping a corrupt frame: {e}", self.name);
+                    }
                     if Instant::now() >= deadline {
                         return Ok(None);
                     }
@@ -707,6 +752,60 @@ mod tests {
         };
         assert!(err.contains("ended"), "{err}");
         assert!(err.contains("test"), "{err}");
+    }
+
+    /// A real JPEG whose frame header is rewritten to declare `w`×`h`.
+    fn jpeg_declaring(w: u16, h: u16) -> Vec<u8> {
+        let mut bytes = jpeg(16, 16, 0);
+        let at = bytes.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+        bytes[at + 5..at + 7].copy_from_slice(&h.to_be_bytes());
+        bytes[at + 7..at + 9].copy_from_slice(&w.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn oversize_frames_are_skipped_before_decoding_and_counted() {
+        let mut stream = jpeg_declaring(65000, 65000);
+        assert!(stream.len() < 4096);
+        stream.extend_from_slice(&jpeg(129, 48, 0)); // one pixel wider than twice 64
+        stream.extend_from_slice(&jpeg(128, 96, 70)); // twice the size: still a frame
+        let (tx, rx) = mpsc::channel();
+        let reader = ChannelReader {
+            rx,
+            pending: Vec::new(),
+        };
+        let mut source = MjpegPipe::from_reader("bombs", reader, Some((64, 48)));
+        // One image at a time, so that none is replaced by a newer one unread.
+        let mut delivered = 0;
+        for image in split(&stream, 1 << 20).0 {
+            tx.send(image).unwrap();
+            let t = Instant::now();
+            let frame = loop {
+                match source.next_frame(Duration::from_millis(50)).unwrap() {
+                    Some(frame) => break Some(frame),
+                    None if t.elapsed() > Duration::from_millis(300) => break None,
+                    None => {}
+                }
+            };
+            if let Some(frame) = frame {
+                delivered += 1;
+                assert_eq!(frame.image.dimensions(), (64, 48));
+                assert!(red(&frame).abs_diff(70) < 8, "{}", red(&frame));
+                assert_eq!(frame.sequence, 0);
+            }
+        }
+        assert_eq!((delivered, source.oversize_frames()), (1, 2));
+        drop(tx);
+        let t = Instant::now();
+        loop {
+            match source.next_frame(Duration::from_millis(100)) {
+                Err(e) => break assert!(e.to_string().contains("ended"), "{e}"),
+                Ok(frame) => {
+                    assert!(frame.is_none());
+                    assert!(t.elapsed() < Duration::from_secs(10));
+                }
+            }
+        }
     }
 
     #[test]
