@@ -8,12 +8,14 @@ use anyhow::Result;
 use recognition::{Classifier, FacePipeline, Thresholds};
 use serde::Serialize;
 
-use crate::dataset::{Dataset, Skipped};
+use crate::dataset::{serialize_path, Dataset, Skipped};
+use crate::enroll::PhotoOptions;
 use crate::train::embed_dataset;
 
 /// The verdict on one photo.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhotoResult {
+    #[serde(serialize_with = "serialize_path")]
     pub path: PathBuf,
     /// Who the photo shows (its folder name).
     pub person: String,
@@ -70,13 +72,34 @@ fn ratio(a: usize, b: usize) -> f64 {
 }
 
 /// Scores every photo of `images` (labelled by folder) and, optionally, of
-/// `unknown` (people who must not get in).
+/// `unknown` (people who must not get in), with the default photo limits.
 pub fn evaluate(
     pipeline: &FacePipeline,
     classifier: &Classifier,
     images: &std::path::Path,
     unknown: Option<&std::path::Path>,
     cache_dir: Option<&std::path::Path>,
+    progress: bool,
+) -> Result<Evaluation> {
+    evaluate_with(
+        pipeline,
+        classifier,
+        images,
+        unknown,
+        cache_dir,
+        &PhotoOptions::default(),
+        progress,
+    )
+}
+
+/// [`evaluate`] with the given photo limits.
+pub fn evaluate_with(
+    pipeline: &FacePipeline,
+    classifier: &Classifier,
+    images: &std::path::Path,
+    unknown: Option<&std::path::Path>,
+    cache_dir: Option<&std::path::Path>,
+    photo_options: &PhotoOptions,
     progress: bool,
 ) -> Result<Evaluation> {
     let labels = classifier.labels().to_vec();
@@ -87,7 +110,7 @@ pub fn evaluate(
     let mut photos = Vec::new();
     let mut skipped = Vec::new();
     for (dataset, all_strangers) in datasets {
-        let mut extraction = embed_dataset(pipeline, &dataset, cache_dir, progress)?;
+        let mut extraction = embed_dataset(pipeline, &dataset, cache_dir, photo_options, progress)?;
         skipped.append(&mut extraction.skipped);
         for e in extraction.embedded {
             let p = classifier.classify(&e.embedding)?;

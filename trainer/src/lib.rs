@@ -2,6 +2,7 @@
 //! classifier, evaluate it, and export the file the lock daemon loads.
 
 pub mod dataset;
+pub mod duplicates;
 pub mod enroll;
 pub mod evaluate;
 pub mod fit;

@@ -5,10 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use recognition::photo::{DecodeLimits, DETECT_MAX_SIDE, MAX_PHOTO_SIDE};
 use recognition::{DetectorConfig, FacePipeline, ModelDir, PipelineConfig};
-use trainer::dataset::Dataset;
-use trainer::evaluate::evaluate;
-use trainer::train::{embed_dataset, train, write_classifier, TrainOptions, MIN_PHOTOS_WARNING};
+use trainer::dataset::{shown, Dataset};
+use trainer::enroll::PhotoOptions;
+use trainer::evaluate::evaluate_with;
+use trainer::train::{
+    embed_dataset, train_with, write_classifier, TrainOptions, MIN_PHOTOS_WARNING,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +47,29 @@ struct PipelineArgs {
     /// No progress bar.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Largest photo width or height, in pixels. Larger photos are refused before they
+    /// are decoded (a few KB of file can declare gigabytes of pixels).
+    #[arg(
+        long,
+        global = true,
+        default_value_t = MAX_PHOTO_SIDE,
+        value_parser = clap::value_parser!(u32).range(i64::from(MIN_PHOTO_LIMIT)..=i64::from(MAX_PHOTO_LIMIT)),
+    )]
+    max_photo_px: u32,
+}
+
+/// Bounds of `--max-photo-px`: below the lower one no usable face fits; above the upper
+/// one a single photo needs more than 2 GiB to decode.
+const MIN_PHOTO_LIMIT: u32 = 160;
+const MAX_PHOTO_LIMIT: u32 = 16384;
+
+impl PipelineArgs {
+    fn photos(&self) -> PhotoOptions {
+        PhotoOptions {
+            max_side: self.max_photo_px,
+            detect_side: DETECT_MAX_SIDE,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,14 +222,24 @@ fn run(cli: Cli) -> Result<()> {
                 cache_dir: cache_dir(&cli.pipeline),
                 progress,
             };
-            let report = train(&pipeline, &options)?;
+            let report = train_with(&pipeline, &options, &cli.pipeline.photos())?;
             for s in &report.extraction.skipped {
-                println!("skipped {}: {}", s.path.display(), s.reason);
+                println!("skipped {}: {}", shown(&s.path), s.reason);
+            }
+            for c in &report.copies {
+                println!("left out {}: {}", shown(&c.path), c.reason());
+            }
+            for u in &report.unusable_people {
+                println!(
+                    "not enrolled: {} (folder {}): no usable photo",
+                    u.person,
+                    shown(&u.folder)
+                );
             }
             for e in report.extraction.multi_face() {
                 println!(
                     "{}: {} faces, used the largest",
-                    e.sample.path.display(),
+                    shown(&e.sample.path),
                     e.faces
                 );
             }
@@ -224,10 +261,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             let c = &report.choice;
             println!(
-                "enrolled {} people from {} photos ({} skipped, {} from cache); {} stranger photos",
+                "enrolled {} people from {} photos ({} skipped, {} copies counted once, {} from \
+                 cache); {} stranger photos",
                 report.meta.labels.len(),
-                report.extraction.embedded.len(),
+                report.extraction.embedded.len() - report.copies.len(),
                 report.extraction.skipped.len(),
+                report.copies.len(),
                 report.extraction.cache_hits,
                 report.unknown_used
             );
@@ -250,18 +289,19 @@ fn run(cli: Cli) -> Result<()> {
             html,
         } => {
             let classifier = pipeline.load_classifier(&classifier)?;
-            let eval = evaluate(
+            let eval = evaluate_with(
                 &pipeline,
                 &classifier,
                 &images,
                 unknown.as_deref(),
                 cache_dir(&cli.pipeline).as_deref(),
+                &cli.pipeline.photos(),
                 progress,
             )?;
             for p in &eval.photos {
                 println!(
                     "{}\t{}\t{}\tp={:.3}\tsim={:.3}",
-                    p.path.display(),
+                    shown(&p.path),
                     p.person,
                     p.predicted,
                     p.probability,
@@ -269,7 +309,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             for s in &eval.skipped {
-                println!("skipped {}: {}", s.path.display(), s.reason);
+                println!("skipped {}: {}", shown(&s.path), s.reason);
             }
             println!(
                 "closed-set accuracy {:.1} % | true accept {:.1} % of {} | false accept {:.1} % of {} | misidentified {}",
@@ -301,17 +341,27 @@ fn run(cli: Cli) -> Result<()> {
             annotate,
         } => {
             let classifier = pipeline.load_classifier(&classifier)?;
+            let limits = DecodeLimits::photos(cli.pipeline.max_photo_px);
+            let mut failed = 0;
             for path in &images {
-                let image = recognition::photo::load_rgb(path)?;
-                let found = pipeline.recognize(&image, &classifier, 0.0)?;
+                // A bad photo is reported and the others are still recognised.
+                let photo = match recognition::photo::load_photo(path, &limits, DETECT_MAX_SIDE) {
+                    Ok(photo) => photo,
+                    Err(e) => {
+                        eprintln!("error: {}", escaped_error(&e, path));
+                        failed += 1;
+                        continue;
+                    }
+                };
+                let found = pipeline.recognize(&photo.image, &classifier, 0.0)?;
                 if found.is_empty() {
-                    println!("{}\tno face", path.display());
+                    println!("{}\tno face", shown(path));
                 }
                 for r in &found {
-                    let b = r.face.bbox;
+                    let b = photo.to_original(&r.face.bbox);
                     println!(
                         "{}\t{}\tbox=[{:.0},{:.0},{:.0},{:.0}]\tp={:.3}\tsim={:.3}\tnearest={}",
-                        path.display(),
+                        shown(path),
                         r.prediction.label(),
                         b.x1,
                         b.y1,
@@ -323,15 +373,19 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 if let Some(out) = &annotate {
-                    let mut canvas = image.clone();
+                    // Drawn on the photo as detection saw it (scaled down when large).
+                    let mut canvas = photo.image.clone();
                     for r in &found {
                         let known = r.prediction.identity.is_some();
                         recognition::annotate::draw_face(&mut canvas, &r.face, known);
                     }
                     canvas
                         .save(out)
-                        .with_context(|| format!("writing {}", out.display()))?;
+                        .with_context(|| format!("writing {}", shown(out)))?;
                 }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} photo(s) could not be used", images.len());
             }
         }
         Command::Keygen { .. } | Command::Sign { .. } => unreachable!("handled above"),
@@ -344,24 +398,46 @@ fn run(cli: Cli) -> Result<()> {
                         path: p.clone(),
                     })
                     .collect(),
-                skipped: Vec::new(),
+                ..Dataset::default()
             };
-            let extraction = embed_dataset(&pipeline, &dataset, None, false)?;
+            let extraction =
+                embed_dataset(&pipeline, &dataset, None, &cli.pipeline.photos(), false)?;
             for e in &extraction.embedded {
-                let line = serde_json::json!({
-                    "path": e.sample.path,
+                let mut line = serde_json::json!({
+                    "path": shown(&e.sample.path),
                     "box": e.bbox,
                     "faces": e.faces,
                     "embedding": e.embedding.as_slice(),
                 });
+                // A name that is not UTF-8 is escaped in "path"; its exact bytes follow.
+                if e.sample.path.to_str().is_none() {
+                    line["path_bytes"] = e.sample.path.as_os_str().as_encoded_bytes().into();
+                }
                 println!("{line}");
             }
             for s in &extraction.skipped {
-                eprintln!("skipped {}: {}", s.path.display(), s.reason);
+                eprintln!("skipped {}: {}", shown(&s.path), s.reason);
+            }
+            if !extraction.skipped.is_empty() {
+                anyhow::bail!(
+                    "{} of {} photo(s) gave no embedding (see above)",
+                    extraction.skipped.len(),
+                    images.len()
+                );
             }
         }
     }
     Ok(())
+}
+
+/// An error about one photo, with its path escaped when it is not UTF-8.
+fn escaped_error(e: &recognition::Error, path: &Path) -> String {
+    match e {
+        recognition::Error::Image { reason, .. } => {
+            format!("cannot use image {}: {reason}", shown(path))
+        }
+        other => other.to_string(),
+    }
 }
 
 fn keygen(out: &Path) -> Result<()> {

@@ -169,7 +169,7 @@ pub fn html(eval: &Evaluation, title: &str) -> String {
             out,
             "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
             if wrong { " class=\"bad\"" } else { "" },
-            escape(&p.path.display().to_string()),
+            escape(&crate::dataset::shown(&p.path)),
             escape(&p.person),
             escape(&p.predicted),
             escape(&p.nearest),
@@ -185,7 +185,7 @@ pub fn html(eval: &Evaluation, title: &str) -> String {
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td></tr>",
-                escape(&s.path.display().to_string()),
+                escape(&crate::dataset::shown(&s.path)),
                 escape(&s.reason)
             );
         }
