@@ -6,6 +6,7 @@ mod detection;
 mod door_control;
 mod failsafe;
 mod golden;
+mod hostile_input;
 mod models;
 mod support;
 mod training;
