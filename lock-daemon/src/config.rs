@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::control::ControlSettings;
+use crate::inputs::{ContactKind, InputPin, InputsBackend, InputsSettings, Pull};
 use crate::policy::PolicyConfig;
+use crate::schedule::{Schedule, Window};
 
 /// Where the daemon looks for its configuration unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/facelock/lock-daemon.toml";
@@ -71,6 +73,10 @@ struct RawConfig {
     door: RawDoor,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    inputs: RawInputs,
+    #[serde(default)]
+    schedule: RawSchedule,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +159,61 @@ struct RawDoor {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawInputs {
+    backend: Option<InputsBackendKind>,
+    sim_script: Option<PathBuf>,
+    door: Option<RawInputPin>,
+    exit: Option<RawInputPin>,
+    fire: Option<RawInputPin>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum InputsBackendKind {
+    Gpio,
+    Sim,
+    None,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInputPin {
+    bcm_pin: Option<u32>,
+    contact: Option<RawContact>,
+    pull: Option<RawPull>,
+    debounce_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawContact {
+    No,
+    Nc,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawPull {
+    Up,
+    Down,
+    Off,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    time_zone: Option<String>,
+    #[serde(default)]
+    unlock: Vec<String>,
+    #[serde(default)]
+    face: Vec<String>,
+    #[serde(default)]
+    people: std::collections::BTreeMap<String, Vec<String>>,
+    assume_clock_synchronized: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawControl {
     socket: Option<PathBuf>,
     group: Option<String>,
@@ -184,6 +245,20 @@ pub struct Settings {
     pub door: DoorSettings,
     /// `None`: no control socket.
     pub control: Option<ControlSettings>,
+    pub inputs: InputsSettings,
+    /// `None`: no schedule (face unlock at any time, never held unlocked by the clock).
+    pub schedule: Option<ScheduleSettings>,
+}
+
+/// `[schedule]`: weekly windows in the lock's time zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSettings {
+    pub zone_name: String,
+    pub zone: jiff::tz::TimeZone,
+    pub schedule: Schedule,
+    /// Trust the system clock without asking whether it is synchronised (a Pi with a
+    /// real-time clock, or chrony under the hardened unit).
+    pub assume_clock_synchronized: bool,
 }
 
 /// Where frames come from.
@@ -640,12 +715,12 @@ impl Validator<'_> {
         let camera = self.camera(raw.camera)?;
         let recognition = self.recognition(raw.recognition, &camera)?;
         let policy = self.policy(raw.policy, &camera)?;
+        let relay = self.relay(raw.relay)?;
         Ok(Settings {
             path: self.path.to_owned(),
             camera,
             recognition,
             policy,
-            relay: self.relay(raw.relay)?,
             audit: self.audit(raw.audit)?,
             security: self.security(raw.security)?,
             state: StateSettings {
@@ -657,6 +732,9 @@ impl Validator<'_> {
             },
             door: self.door(raw.door)?,
             control: self.control(raw.control)?,
+            inputs: self.inputs(raw.inputs, &relay)?,
+            schedule: self.schedule(raw.schedule)?,
+            relay,
         })
     }
 
@@ -675,6 +753,7 @@ impl Validator<'_> {
             ("security.trusted_key", &raw.security.trusted_key),
             ("state.dir", &raw.state.dir),
             ("control.socket", &raw.control.socket),
+            ("inputs.sim_script", &raw.inputs.sim_script),
         ];
         for (key, path) in paths {
             let Some(path) = path else { continue };
@@ -988,6 +1067,182 @@ impl Validator<'_> {
                 "the longest unlock `lock-daemon ctl unlock` may ask for, in seconds",
             )?,
         })
+    }
+
+    fn inputs(&self, raw: RawInputs, relay: &RelaySettings) -> Result<InputsSettings, ConfigError> {
+        let backend = match raw.backend.unwrap_or(InputsBackendKind::None) {
+            InputsBackendKind::None => {
+                if let Some(key) = [
+                    ("inputs.sim_script", raw.sim_script.is_some()),
+                    ("inputs.door", raw.door.is_some()),
+                    ("inputs.exit", raw.exit.is_some()),
+                    ("inputs.fire", raw.fire.is_some()),
+                ]
+                .into_iter()
+                .find_map(|(k, set)| set.then_some(k))
+                {
+                    return Err(self.invalid(
+                        key,
+                        "is set but inputs.backend is \"none\" (the default)",
+                        "set inputs.backend = \"gpio\" (or \"sim\"), or remove the key",
+                    ));
+                }
+                InputsBackend::None
+            }
+            InputsBackendKind::Sim => InputsBackend::Sim {
+                script: self.resolve(raw.sim_script.ok_or_else(|| {
+                    self.invalid(
+                        "inputs.sim_script",
+                        "is missing (needed with backend = \"sim\")",
+                        "set a file or FIFO of timed events, e.g. \"2.4 door open\" per line",
+                    )
+                })?),
+            },
+            InputsBackendKind::Gpio => {
+                let door = self.input_pin("inputs.door", raw.door, Some(RawContact::Nc))?;
+                let exit = self.input_pin("inputs.exit", raw.exit, Some(RawContact::No))?;
+                let fire = self.input_pin("inputs.fire", raw.fire, None)?;
+                if door.is_none() && exit.is_none() && fire.is_none() {
+                    return Err(self.invalid(
+                        "inputs",
+                        "has backend = \"gpio\" but no [inputs.door], [inputs.exit] or [inputs.fire] table",
+                        "add the inputs that are wired (each with its bcm_pin), or set backend = \"none\"",
+                    ));
+                }
+                // One pin, one job: the relay's pin and each input's differ.
+                let mut used: Vec<(&str, u8)> = Vec::new();
+                if let RelayBackend::Gpio { bcm_pin, .. } = relay.backend {
+                    used.push(("relay.bcm_pin", bcm_pin));
+                }
+                for (key, pin) in [
+                    ("inputs.door.bcm_pin", &door),
+                    ("inputs.exit.bcm_pin", &exit),
+                    ("inputs.fire.bcm_pin", &fire),
+                ] {
+                    let Some(pin) = pin else { continue };
+                    if let Some((other, _)) = used.iter().find(|(_, p)| *p == pin.bcm_pin) {
+                        return Err(self.invalid(
+                            key,
+                            format!("= {} is also {other}", pin.bcm_pin),
+                            "give every input and the relay its own GPIO pin",
+                        ));
+                    }
+                    used.push((key, pin.bcm_pin));
+                }
+                InputsBackend::Gpio { door, exit, fire }
+            }
+        };
+        Ok(InputsSettings { backend })
+    }
+
+    /// One GPIO input table; `default_contact` None = `contact` is required.
+    fn input_pin(
+        &self,
+        table: &str,
+        raw: Option<RawInputPin>,
+        default_contact: Option<RawContact>,
+    ) -> Result<Option<InputPin>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let key = |k: &str| format!("{table}.{k}");
+        let pin = raw.bcm_pin.ok_or_else(|| {
+            self.invalid(
+                &key("bcm_pin"),
+                "is missing",
+                "set the BCM GPIO number the contact is wired to (not the header pin number)",
+            )
+        })?;
+        let pin = self.int(
+            &key("bcm_pin"),
+            pin,
+            0..=27,
+            "a BCM GPIO number 0-27 (not the physical header pin number)",
+        )?;
+        let contact = raw.contact.or(default_contact).ok_or_else(|| {
+            self.invalid(
+                &key("contact"),
+                "is missing",
+                "\"nc\" if the circuit opens on alarm (most fire panels), \"no\" if it closes; \
+                 a wrong guess either locks people in or leaves the door open, so there is no default",
+            )
+        })?;
+        let debounce = self.int(
+            &key("debounce_ms"),
+            raw.debounce_ms.unwrap_or(50),
+            0..=1000,
+            "milliseconds a new level must hold before it counts, e.g. 50",
+        )?;
+        Ok(Some(InputPin {
+            bcm_pin: pin as u8,
+            contact: match contact {
+                RawContact::No => ContactKind::NormallyOpen,
+                RawContact::Nc => ContactKind::NormallyClosed,
+            },
+            pull: match raw.pull.unwrap_or(RawPull::Up) {
+                RawPull::Up => Pull::Up,
+                RawPull::Down => Pull::Down,
+                RawPull::Off => Pull::Off,
+            },
+            debounce: Duration::from_millis(debounce),
+        }))
+    }
+
+    fn schedule(&self, raw: RawSchedule) -> Result<Option<ScheduleSettings>, ConfigError> {
+        let windows = |key: &str, texts: &[String]| -> Result<Vec<Window>, ConfigError> {
+            texts
+                .iter()
+                .map(|t| {
+                    Window::parse(t)
+                        .map_err(|e| self.invalid(key, "has a window that does not parse", e))
+                })
+                .collect()
+        };
+        let unlock = windows("schedule.unlock", &raw.unlock)?;
+        let face = windows("schedule.face", &raw.face)?;
+        let mut people = std::collections::BTreeMap::new();
+        for (person, texts) in &raw.people {
+            let key = format!("schedule.people.{person}");
+            if texts.is_empty() {
+                return Err(self.invalid(
+                    &key,
+                    "= [] would never let this person in by face",
+                    "remove the person from the classifier (retrain without them), or give \
+                     their windows",
+                ));
+            }
+            people.insert(person.clone(), windows(&key, texts)?);
+        }
+        let schedule = Schedule {
+            unlock,
+            face,
+            people,
+        };
+        if schedule.is_empty() {
+            if raw.time_zone.is_some() {
+                return Err(self.invalid(
+                    "schedule.time_zone",
+                    "is set but no window is",
+                    "add schedule.unlock, schedule.face or [schedule.people] windows, or \
+                     remove [schedule]",
+                ));
+            }
+            return Ok(None);
+        }
+        let zone_name = raw.time_zone.ok_or_else(|| {
+            self.invalid(
+                "schedule.time_zone",
+                "is missing (windows are in local time)",
+                "set the door's IANA time zone, e.g. \"Europe/Berlin\" \
+                 (`timedatectl list-timezones`)",
+            )
+        })?;
+        let zone = crate::schedule::zone(&zone_name)
+            .map_err(|e| self.invalid("schedule.time_zone", "is not a known time zone", e))?;
+        Ok(Some(ScheduleSettings {
+            zone_name,
+            zone,
+            schedule,
+            assume_clock_synchronized: raw.assume_clock_synchronized.unwrap_or(false),
+        }))
     }
 
     fn control(&self, raw: RawControl) -> Result<Option<ControlSettings>, ConfigError> {
@@ -1440,5 +1695,128 @@ mod tests {
             clip_quoted(&format!("a `{long}` b \"c\" d")),
             format!("a `{clipped}` b \"c\" d")
         );
+    }
+
+    #[test]
+    fn door_inputs_schedule_and_control_errors_name_the_key_and_the_fix() {
+        let gpio_relay = MINIMAL
+            .replace("\"sim\"", "\"gpio\"")
+            .replace("sim_log = \"relay.log\"", "bcm_pin = 17");
+        let cases = [
+            (
+                format!("{MINIMAL}\n[inputs]\nbackend = \"gpio\"\n[inputs.door]\nbcm_pin = 40\n"),
+                "`inputs.door.bcm_pin`",
+                "not the physical header pin",
+            ),
+            (
+                format!("{gpio_relay}\n[inputs]\nbackend = \"gpio\"\n[inputs.exit]\nbcm_pin = 17\n"),
+                "`inputs.exit.bcm_pin`",
+                "is also relay.bcm_pin",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[inputs]\nbackend = \"gpio\"\n[inputs.door]\nbcm_pin = 22\n\
+                     [inputs.exit]\nbcm_pin = 22\n"
+                ),
+                "`inputs.exit.bcm_pin`",
+                "is also inputs.door.bcm_pin",
+            ),
+            (
+                format!("{MINIMAL}\n[inputs]\nbackend = \"gpio\"\n[inputs.fire]\nbcm_pin = 24\n"),
+                "`inputs.fire.contact`",
+                "no default",
+            ),
+            (
+                format!("{MINIMAL}\n[inputs]\nbackend = \"gpio\"\n"),
+                "`inputs`",
+                "add the inputs that are wired",
+            ),
+            (
+                format!("{MINIMAL}\n[inputs]\nbackend = \"sim\"\n"),
+                "`inputs.sim_script`",
+                "is missing",
+            ),
+            (
+                format!("{MINIMAL}\n[inputs.door]\nbcm_pin = 22\n"),
+                "`inputs.door`",
+                "inputs.backend",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[schedule]\ntime_zone = \"UTC\"\nunlock = [\"mon-fry 08:00-18:00\"]\n"
+                ),
+                "`schedule.unlock`",
+                "unknown day",
+            ),
+            (
+                format!("{MINIMAL}\n[schedule]\ntime_zone = \"Mars/Olympus\"\nface = [\"daily 06:00-22:00\"]\n"),
+                "`schedule.time_zone`",
+                "timedatectl list-timezones",
+            ),
+            (
+                format!("{MINIMAL}\n[schedule]\nface = [\"daily 06:00-22:00\"]\n"),
+                "`schedule.time_zone`",
+                "is missing",
+            ),
+            (
+                format!("{MINIMAL}\n[schedule]\ntime_zone = \"UTC\"\n[schedule.people]\nbob = []\n"),
+                "`schedule.people.bob`",
+                "retrain without them",
+            ),
+            (
+                format!("{MINIMAL}\n[control]\ngroup = \"facelock-admin\"\n"),
+                "`control.group`",
+                "control.socket",
+            ),
+            (
+                format!("{MINIMAL}\n[door]\nheld_open_secs = 0.0\n"),
+                "`door.held_open_secs`",
+                "held-open alarm",
+            ),
+        ];
+        for (text, key, fix) in cases {
+            let err = error(&text);
+            assert!(err.contains(key), "{key}: {err}");
+            assert!(err.contains(fix), "{key}: {err}");
+        }
+        let err = error(&MINIMAL.replace(
+            "backend = \"sim\"",
+            "backend = \"sim\"\nlock_type = \"maglock\"",
+        ));
+        assert!(err.contains("fail-secure"), "{err}");
+    }
+
+    #[test]
+    fn door_inputs_schedule_and_control_parse() {
+        let s = parse(&format!(
+            "{MINIMAL}\n[inputs]\nbackend = \"gpio\"\n[inputs.door]\nbcm_pin = 22\n\
+             [inputs.exit]\nbcm_pin = 23\ndebounce_ms = 20\n\
+             [schedule]\ntime_zone = \"UTC\"\nunlock = [\"mon-fri 08:30-12:00\"]\n\
+             [schedule.people]\ncontractor = [\"mon-fri 08:00-18:00\"]\n\
+             [control]\nsocket = \"control.sock\"\ngroup = \"facelock-admin\"\n"
+        ))
+        .unwrap();
+        let InputsBackend::Gpio { door, exit, fire } = &s.inputs.backend else {
+            panic!("{:?}", s.inputs)
+        };
+        let door = door.as_ref().unwrap();
+        assert_eq!(
+            door.contact,
+            ContactKind::NormallyClosed,
+            "reed switch default"
+        );
+        assert_eq!(door.debounce, Duration::from_millis(50));
+        assert_eq!(exit.as_ref().unwrap().contact, ContactKind::NormallyOpen);
+        assert_eq!(exit.as_ref().unwrap().debounce, Duration::from_millis(20));
+        assert!(fire.is_none());
+        let schedule = s.schedule.unwrap();
+        assert_eq!(schedule.schedule.unlock.len(), 1);
+        assert!(schedule.schedule.people.contains_key("contractor"));
+        assert_eq!(
+            s.control.unwrap().socket,
+            Path::new("/etc/facelock/control.sock")
+        );
+        assert_eq!(s.relay.lock_type, LockType::FailSecure);
+        assert!(s.door.relock_on_close);
     }
 }

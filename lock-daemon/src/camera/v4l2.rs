@@ -246,9 +246,14 @@ impl Encoding {
     /// Decodes one buffer, or `None` for a corrupt or short one.
     fn decode(self, bytes: &[u8], width: u32, height: u32) -> Option<RgbImage> {
         match self {
-            Encoding::Mjpeg => recognition::photo::decode_rgb(bytes)
-                .map_err(|e| log::warn!("camera: skipping a corrupt MJPEG frame: {e}"))
-                .ok(),
+            // Checked against twice the negotiated size before decoding, like the pipe:
+            // a broken or hostile device cannot make one frame cost a gigabyte.
+            Encoding::Mjpeg => recognition::photo::decode_rgb_limited(
+                bytes,
+                &recognition::photo::DecodeLimits::frames(width, height),
+            )
+            .map_err(|e| log::warn!("camera: skipping a corrupt or oversize MJPEG frame: {e}"))
+            .ok(),
             Encoding::Yuyv { stride } => yuyv_to_rgb(bytes, width, height, stride),
         }
     }

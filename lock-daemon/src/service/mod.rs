@@ -43,11 +43,13 @@ use crate::audit::{AuditLog, Event, Record};
 use crate::camera;
 use crate::config::Settings;
 use crate::control::{ControlServer, Reply, Request};
-use crate::door::{Door, DoorConfig, DoorEvent, Mode};
+use crate::door::{Contact, Door, DoorConfig, DoorEvent, Mode};
+use crate::inputs::{DoorContact, InputEvent, Inputs, InputsBackend};
 use crate::notify::Notifier;
 use crate::policy::{Action, Observation, Policy};
 use crate::relay::{Claim, LockState, Relay};
 use crate::rollback::StateDir;
+use crate::schedule::{self, Civil};
 
 /// Options that only the demo and the tests use.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,6 +72,8 @@ pub enum Input {
     Fatal(String),
     /// A command from a front-end (control socket, ...), answered on its reply channel.
     Command(Command),
+    /// A door input: the contact, the exit button, fire release, or a read error.
+    Door(InputEvent),
 }
 
 /// A front-end's request, with who asked and where the answer goes. The door loop answers
@@ -114,7 +118,9 @@ const CAMERA_OPEN_LIMIT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for the vision thread to finish its frame.
 const VISION_JOIN_LIMIT: Duration = Duration::from_secs(3);
 /// Frames in flight from the vision thread to the door loop.
-const CHANNEL_DEPTH: usize = 4;
+const CHANNEL_DEPTH: usize = 8;
+/// How often the system clock's synchronisation is checked for the schedule.
+const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// The running service.
 pub struct Service {
@@ -147,6 +153,11 @@ pub struct Service {
     _control: Option<ControlServer>,
     /// Whether a door contact is wired (an unknown state then reads "unknown").
     door_wired: bool,
+    /// Kept for the life of the service; the inputs stop when dropped.
+    _inputs: Option<Inputs>,
+    /// Whether the system clock counts as synchronised, and when that was last asked.
+    clock_synced: bool,
+    clock_checked: Option<Instant>,
 }
 
 impl std::fmt::Debug for Service {
@@ -226,6 +237,23 @@ impl Service {
             Some(control) => Some(crate::control::serve(control, tx.clone(), board.clone())?),
             None => None,
         };
+        // The inputs report their first state (door, fire) before `start` returns, into
+        // the channel, which nothing else has written to yet.
+        let door_wired = match &settings.inputs.backend {
+            InputsBackend::Gpio { door, .. } => door.is_some(),
+            InputsBackend::Sim { .. } => true,
+            InputsBackend::None => false,
+        };
+        let door_inputs = match settings.inputs.backend {
+            InputsBackend::None => None,
+            _ => {
+                let tx = tx.clone();
+                Some(crate::inputs::start(
+                    &settings.inputs,
+                    Box::new(move |event| tx.send(Input::Door(event)).is_ok()),
+                )?)
+            }
+        };
         let stop_vision = Arc::new(AtomicBool::new(false));
         let heartbeat = Heartbeat::default();
         let vision = vision::Vision {
@@ -283,7 +311,10 @@ impl Service {
             started_wall: crate::clock::wall_rfc3339(),
             last_decision: None,
             _control: control,
-            door_wired: false,
+            door_wired,
+            _inputs: door_inputs,
+            clock_synced: false,
+            clock_checked: None,
         })
     }
 
@@ -316,8 +347,10 @@ impl Service {
             self.door.mode()
         ));
         self.audit_event(start);
-        // A mode that holds the door open (mode unlocked) takes effect now.
-        let events = self.door.tick(Instant::now(), false);
+        // A mode or schedule that holds the door open takes effect now.
+        let now = Instant::now();
+        let holds = self.schedule_holds(now);
+        let events = self.door.tick(now, holds);
         self.apply_door(events)?;
         self.publish();
         let _ = self.notifier.ready(&self.status_line());
@@ -326,7 +359,8 @@ impl Service {
             let now = Instant::now();
             let actions = self.policy.tick(now);
             self.apply(actions)?;
-            let events = self.door.tick(now, false);
+            let holds = self.schedule_holds(now);
+            let events = self.door.tick(now, holds);
             self.apply_door(events)?;
             self.watchdog(now);
             self.publish();
@@ -371,7 +405,64 @@ impl Service {
             }
             Input::Fatal(reason) => Err(anyhow!(reason)),
             Input::Command(command) => self.on_command(command),
+            Input::Door(event) => {
+                let now = Instant::now();
+                let events = match event {
+                    InputEvent::Door(DoorContact::Open) => self.door.contact(now, Contact::Open),
+                    InputEvent::Door(DoorContact::Closed) => {
+                        self.door.contact(now, Contact::Closed)
+                    }
+                    InputEvent::ExitRequest => self.door.exit(now),
+                    InputEvent::Fire(asserted) => self.door.fire(now, asserted),
+                    InputEvent::Error(message) => self.door.input_error(now, &message),
+                };
+                self.apply_door(events)
+            }
         }
+    }
+
+    /// Local civil time for the schedule, or `None` while the clock is not synchronised
+    /// (or no schedule is configured).
+    fn civil_now(&mut self, now: Instant) -> Option<Civil> {
+        let settings = self.settings.schedule.as_ref()?;
+        if !settings.assume_clock_synchronized
+            && self
+                .clock_checked
+                .is_none_or(|t| now.saturating_duration_since(t) >= CLOCK_CHECK_EVERY)
+        {
+            let synced = schedule::clock_synchronized();
+            if self.clock_checked.is_none() || synced != self.clock_synced {
+                match synced {
+                    true => log::info!("system clock synchronised: the schedule is in force"),
+                    false => log::warn!(
+                        "system clock not synchronised: schedule windows that would unlock \
+                         the door stay off, and face unlock works at any time, until it is"
+                    ),
+                }
+            }
+            self.clock_synced = synced;
+            self.clock_checked = Some(now);
+        }
+        (settings.assume_clock_synchronized || self.clock_synced)
+            .then(|| schedule::civil(jiff::Timestamp::now(), &settings.zone))
+    }
+
+    /// Whether a schedule window holds the door unlocked now.
+    fn schedule_holds(&mut self, now: Instant) -> bool {
+        let civil = self.civil_now(now);
+        self.settings
+            .schedule
+            .as_ref()
+            .is_some_and(|s| s.schedule.holds_unlocked(civil))
+    }
+
+    /// Whether the schedule lets `person` in by face now.
+    fn face_allowed(&mut self, person: &str) -> bool {
+        let civil = self.civil_now(Instant::now());
+        self.settings
+            .schedule
+            .as_ref()
+            .is_none_or(|s| s.schedule.face_allowed(person, civil))
     }
 
     /// Answers a front-end's command through the door controller and the audit log.
@@ -536,7 +627,8 @@ impl Service {
             log::info!("{action}");
             match &action {
                 Action::Unlock { person, .. } => {
-                    let events = self.door.face(Instant::now(), person, true);
+                    let allowed = self.face_allowed(person);
+                    let events = self.door.face(Instant::now(), person, allowed);
                     let refusal = events.iter().find_map(|e| match e {
                         DoorEvent::Refused { reason, .. } => Some(reason.clone()),
                         _ => None,

@@ -220,3 +220,165 @@ fn hostile_control_clients_get_errors_and_the_door_keeps_working() {
     assert!(wait_within(&mut child, PROCESS_LIMIT).success());
     assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
 }
+
+/// A lock whose door inputs come from a FIFO the test writes (`inputs.backend = "sim"`),
+/// with a 1 s held-open limit and the control socket on.
+fn lock_with_inputs(timing: Timing, extra: &str) -> Lock {
+    let lock = lock_with_control(timing);
+    let fifo = lock.path("inputs.fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let path = lock.path("lock.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "[inputs]\nbackend = \"sim\"\nsim_script = \"inputs.fifo\"\n[door]\nheld_open_secs = 1.0\n",
+    );
+    text.push_str(extra);
+    std::fs::write(&path, text).unwrap();
+    lock
+}
+
+/// Writes one line to the input FIFO ("now door open").
+fn input(lock: &Lock, line: &str) {
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(lock.path("inputs.fifo"))
+        .unwrap();
+    writeln!(fifo, "{line}").unwrap();
+}
+
+fn audit_kinds(lock: &Lock) -> Vec<String> {
+    lock.audit()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn an_enrolled_person_enters_and_the_door_relocks_when_it_closes() {
+    let timing = Timing {
+        unlock_secs: 10.0,
+        ..LOOPING
+    };
+    let lock = lock_with_inputs(timing, "");
+    lock.add_frames(&photos("madonna"), 1);
+    let mut child = lock.spawn();
+    lock.wait_for(Duration::from_secs(60), "unlock", |l| l.unlocks() == 1);
+    input(&lock, "now door open");
+    lock.wait_for(Duration::from_secs(10), "entry", |l| {
+        !l.events("entry").is_empty()
+    });
+    input(&lock, "now door closed");
+    lock.wait_for(Duration::from_secs(10), "relock on close", |l| {
+        l.relay().last().unwrap().state == LockState::Locked
+    });
+    let relay = lock.relay();
+    let opened = relay
+        .iter()
+        .find(|t| t.state == LockState::Unlocked)
+        .unwrap();
+    let closed = relay.last().unwrap();
+    assert!(
+        closed.monotonic_ms - opened.monotonic_ms < 10_000,
+        "relocked at close, long before unlock_secs: {relay:?}"
+    );
+    assert_eq!(lock.events("entry")[0]["person"], "madonna");
+    let relock = &lock.events("relock")[0];
+    assert_eq!(relock["message"], "door closed", "{relock}");
+    assert!(lock.events("forced-open").is_empty());
+    signal(&child, "-TERM");
+    assert!(wait_within(&mut child, PROCESS_LIMIT).success());
+}
+
+#[test]
+fn exit_button_forced_door_held_open_and_input_errors_are_told_apart() {
+    let lock = lock_with_inputs(LOOPING, "");
+    lock.add_frames(&empty_hallway(), 3);
+    let mut child = lock.spawn();
+    started(&lock);
+    // Exit: released without an alarm, relocked when the door closes.
+    input(&lock, "now exit press");
+    lock.wait_for(Duration::from_secs(10), "exit", |l| l.unlocks() == 1);
+    input(&lock, "now door open");
+    input(&lock, "now door closed");
+    lock.wait_for(Duration::from_secs(10), "relock", |l| {
+        !l.events("relock").is_empty()
+    });
+    assert_eq!(lock.events("door-opened")[0]["message"], "exit");
+    // Opened with nothing released (and past the grace after re-locking): forced; left
+    // open past 1 s: held open, cleared on close.
+    std::thread::sleep(lock_daemon::door::FORCED_GRACE + Duration::from_millis(200));
+    input(&lock, "now door open");
+    lock.wait_for(Duration::from_secs(10), "held-open", |l| {
+        !l.events("held-open").is_empty()
+    });
+    input(&lock, "now door closed");
+    lock.wait_for(Duration::from_secs(10), "held-open-end", |l| {
+        !l.events("held-open-end").is_empty()
+    });
+    assert_eq!(
+        lock.events("forced-open").len(),
+        1,
+        "{:?}",
+        audit_kinds(&lock)
+    );
+    // Lockdown: faces and manual unlocks refused, the exit button still opens.
+    let (ok, text) = ctl(&lock, &["mode", "lockdown"]);
+    assert!(ok, "{text}");
+    input(&lock, "now exit press");
+    lock.wait_for(Duration::from_secs(10), "exit in lockdown", |l| {
+        l.unlocks() == 2
+    });
+    // A read error: audited, and the door state is unknown until it reports again.
+    input(&lock, "now error wire cut");
+    lock.wait_for(Duration::from_secs(10), "input-error", |l| {
+        !l.events("input-error").is_empty()
+    });
+    let (ok, text) = ctl(&lock, &["status"]);
+    assert!(ok && text.contains("door unknown"), "{text}");
+    signal(&child, "-TERM");
+    assert!(wait_within(&mut child, PROCESS_LIMIT).success());
+    assert_eq!(lock.relay().last().unwrap().state, LockState::Locked);
+    assert_eq!(
+        audit_kinds(&lock).iter().filter(|k| *k == "exit").count(),
+        2
+    );
+}
+
+#[test]
+fn the_schedule_holds_the_door_unlocked_and_keeps_faces_to_their_hours() {
+    // Held unlocked all day; face unlock only in a minute that is not now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][((now / 86_400 + 2) % 7) as usize];
+    let schedule = format!(
+        "[schedule]\ntime_zone = \"UTC\"\nassume_clock_synchronized = true\n\
+         unlock = [\"daily 00:00-24:00\"]\nface = [\"{day} 00:00-00:01\"]\n"
+    );
+    let lock = lock_with_inputs(LOOPING, &schedule);
+    lock.add_frames(&photos("madonna"), 1);
+    let mut child = lock.spawn();
+    lock.wait_for(Duration::from_secs(60), "held unlocked", |l| {
+        l.unlocks() == 1
+    });
+    let (ok, text) = ctl(&lock, &["status"]);
+    assert!(ok && text.contains("schedule"), "{text}");
+    lock.wait_for(Duration::from_secs(60), "a face refused", |l| {
+        l.events("refused")
+            .iter()
+            .any(|e| e["message"] == "outside the schedule's face-unlock hours")
+    });
+    // Lockdown overrides the schedule's hold.
+    let (ok, text) = ctl(&lock, &["mode", "lockdown"]);
+    assert!(ok, "{text}");
+    lock.wait_for(Duration::from_secs(10), "locked", |l| {
+        l.relay().last().unwrap().state == LockState::Locked
+    });
+    signal(&child, "-TERM");
+    assert!(wait_within(&mut child, PROCESS_LIMIT).success());
+}
