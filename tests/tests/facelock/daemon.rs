@@ -3,41 +3,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+
 use std::time::{Duration, Instant};
 
 use lock_daemon::relay::sim::{parse_log, Transition};
 use lock_daemon::relay::LockState;
 use recognition::signature;
 
-use crate::support::{celeb5, extra};
+use crate::support::{celeb5, extra, workspace_binary};
+pub(crate) use crate::support::{output_within, wait_within, PROCESS_LIMIT};
 use crate::training::{classifier_without_ben, sample_classifier};
 
-/// The daemon binary, built once (the test profile builds libraries only).
-pub(crate) fn daemon_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "lock-daemon",
-                "--bin",
-                "lock-daemon",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building lock-daemon failed");
-        let exe = std::env::current_exe().unwrap();
-        // target/release/deps/facelock-<hash> -> target/release/lock-daemon
-        let path = exe.parent().unwrap().parent().unwrap().join("lock-daemon");
-        assert!(path.exists(), "{} missing", path.display());
-        path
-    })
+/// The daemon binary, built once.
+pub(crate) fn daemon_binary() -> PathBuf {
+    workspace_binary("lock-daemon")
 }
 
 /// A lock installation in a temporary folder.
@@ -175,50 +154,6 @@ impl Lock {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-/// The longest any daemon process in these tests may run: a door that never re-locks
-/// fails the test instead of hanging it.
-pub(crate) const PROCESS_LIMIT: Duration = Duration::from_secs(120);
-
-/// Runs a command to completion within `limit`, collecting its output; kills it and
-/// panics past the limit.
-pub(crate) fn output_within(mut command: Command, limit: Duration) -> Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the command starts");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("the command's output"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("the command did not finish within {limit:?}: {command:?}");
-        }
-    }
-}
-
-/// Waits for a spawned daemon to exit within `limit`; kills it and panics past the limit.
-pub(crate) fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the daemon did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -3,10 +3,10 @@
 //! why, and never crash.
 
 use std::ffi::OsStr;
-use std::io::Read;
+
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use recognition::photo::{load_rgb, shrink_to};
 use trainer::train::{train, TrainOptions, TrainReport, DUPLICATE_SIMILARITY};
 
 use crate::daemon::{empty_hallway, photos, Lock, FAST};
-use crate::support::{celeb5, copy_tree, extra, pipeline};
+use crate::support::{celeb5, copy_tree, extra, output_within, pipeline, workspace_binary};
 use crate::training::sample_classifier;
 
 // ---- Crafted images --------------------------------------------------------------------
@@ -203,65 +203,13 @@ fn the_crafted_images_are_real_images_of_their_declared_size() {
 // ---- Running the programs ---------------------------------------------------------------
 
 /// Runs a command to its end, killing it and failing the test after `limit`.
-fn run(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            pipe.read_to_end(&mut bytes).unwrap();
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
+fn run(cmd: Command, limit: Duration) -> Output {
+    output_within(cmd, limit)
 }
 
 /// The trainer binary, built once.
-fn trainer_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "trainer",
-                "--bin",
-                "trainer",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building trainer failed");
-        let exe = std::env::current_exe().unwrap();
-        let path = exe.parent().unwrap().parent().unwrap().join("trainer");
-        assert!(path.exists(), "{} missing", path.display());
-        path
-    })
+fn trainer_binary() -> PathBuf {
+    workspace_binary("trainer")
 }
 
 fn trainer(args: &[&OsStr]) -> Output {

@@ -2,7 +2,9 @@
 //! loaded once per test binary.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use recognition::{FacePipeline, ModelDir, PipelineConfig};
 
@@ -63,5 +65,82 @@ pub fn copy_tree(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), target).unwrap();
         }
+    }
+}
+
+/// A binary of this workspace (`lock-daemon`, `trainer`), built once per test process (the
+/// test profile builds libraries only).
+pub fn workspace_binary(package: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(p, _)| p == package) {
+        return path.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            package,
+            "--bin",
+            package,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {package} failed");
+    let exe = std::env::current_exe().unwrap();
+    // target/release/deps/facelock-<hash> -> target/release/<package>
+    let path = exe.parent().unwrap().parent().unwrap().join(package);
+    assert!(path.exists(), "{} missing", path.display());
+    built.push((package.to_owned(), path.clone()));
+    path
+}
+
+/// The longest any daemon or trainer process in these tests may run: a door that never
+/// re-locks, or a photo that hangs the trainer, fails the test instead of hanging it.
+pub const PROCESS_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs a command to completion within `limit`, collecting its output (standard input
+/// closed); kills it and fails the test past the limit.
+pub fn output_within(mut command: Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = wait_within(&mut child, limit);
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Waits for a child to exit within `limit`; kills it and fails the test past the limit.
+pub fn wait_within(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
