@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod door;
+pub mod indicator;
 pub mod inputs;
 pub mod memory;
 pub mod notify;
