@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::control::ControlSettings;
+use crate::indicator::{IndicatorBackend, IndicatorSettings, OutputPin};
 use crate::inputs::{ContactKind, InputPin, InputsBackend, InputsSettings, Pull};
 use crate::policy::PolicyConfig;
 use crate::schedule::{Schedule, Window};
@@ -77,6 +78,27 @@ struct RawConfig {
     inputs: RawInputs,
     #[serde(default)]
     schedule: RawSchedule,
+    #[serde(default)]
+    outputs: RawOutputs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutputs {
+    backend: Option<OutputsBackendKind>,
+    led_pin: Option<u32>,
+    led_active_low: Option<bool>,
+    buzzer_pin: Option<u32>,
+    buzzer_active_low: Option<bool>,
+    sim_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OutputsBackendKind {
+    Gpio,
+    Sim,
+    None,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +270,8 @@ pub struct Settings {
     pub inputs: InputsSettings,
     /// `None`: no schedule (face unlock at any time, never held unlocked by the clock).
     pub schedule: Option<ScheduleSettings>,
+    /// The status LED and buzzer.
+    pub outputs: IndicatorSettings,
 }
 
 /// `[schedule]`: weekly windows in the lock's time zone.
@@ -716,6 +740,7 @@ impl Validator<'_> {
         let recognition = self.recognition(raw.recognition, &camera)?;
         let policy = self.policy(raw.policy, &camera)?;
         let relay = self.relay(raw.relay)?;
+        let inputs = self.inputs(raw.inputs, &relay)?;
         Ok(Settings {
             path: self.path.to_owned(),
             camera,
@@ -732,7 +757,8 @@ impl Validator<'_> {
             },
             door: self.door(raw.door)?,
             control: self.control(raw.control)?,
-            inputs: self.inputs(raw.inputs, &relay)?,
+            inputs: inputs.clone(),
+            outputs: self.outputs(raw.outputs, &relay, &inputs)?,
             schedule: self.schedule(raw.schedule)?,
             relay,
         })
@@ -754,6 +780,7 @@ impl Validator<'_> {
             ("state.dir", &raw.state.dir),
             ("control.socket", &raw.control.socket),
             ("inputs.sim_script", &raw.inputs.sim_script),
+            ("outputs.sim_log", &raw.outputs.sim_log),
         ];
         for (key, path) in paths {
             let Some(path) = path else { continue };
@@ -1184,6 +1211,73 @@ impl Validator<'_> {
             },
             debounce: Duration::from_millis(debounce),
         }))
+    }
+
+    fn outputs(
+        &self,
+        raw: RawOutputs,
+        relay: &RelaySettings,
+        inputs: &InputsSettings,
+    ) -> Result<IndicatorSettings, ConfigError> {
+        let backend = match raw.backend.unwrap_or(OutputsBackendKind::None) {
+            OutputsBackendKind::None => IndicatorBackend::None,
+            OutputsBackendKind::Sim => IndicatorBackend::Sim {
+                log: self.resolve(raw.sim_log.ok_or_else(|| {
+                    self.invalid(
+                        "outputs.sim_log",
+                        "is missing (needed with backend = \"sim\")",
+                        "set a file the simulated LED and buzzer append their changes to",
+                    )
+                })?),
+            },
+            OutputsBackendKind::Gpio => {
+                let mut used: Vec<(String, u8)> = Vec::new();
+                if let RelayBackend::Gpio { bcm_pin, .. } = relay.backend {
+                    used.push(("relay.bcm_pin".into(), bcm_pin));
+                }
+                if let InputsBackend::Gpio { door, exit, fire } = &inputs.backend {
+                    for (name, pin) in [("door", door), ("exit", exit), ("fire", fire)] {
+                        if let Some(pin) = pin {
+                            used.push((format!("inputs.{name}.bcm_pin"), pin.bcm_pin));
+                        }
+                    }
+                }
+                let mut pin = |key: &str, value: Option<u32>, active_low: Option<bool>| {
+                    let Some(value) = value else {
+                        return Ok(None);
+                    };
+                    let value = self.int(
+                        key,
+                        value,
+                        0..=27,
+                        "a BCM GPIO number 0-27 (not the physical header pin number)",
+                    )? as u8;
+                    if let Some((other, _)) = used.iter().find(|(_, p)| *p == value) {
+                        return Err(self.invalid(
+                            key,
+                            format!("= {value} is also {other}"),
+                            "give the LED, the buzzer, every input and the relay their own pins",
+                        ));
+                    }
+                    used.push((key.to_owned(), value));
+                    Ok(Some(OutputPin {
+                        bcm_pin: value,
+                        active_low: active_low.unwrap_or(false),
+                    }))
+                };
+                let led = pin("outputs.led_pin", raw.led_pin, raw.led_active_low)?;
+                let buzzer = pin("outputs.buzzer_pin", raw.buzzer_pin, raw.buzzer_active_low)?;
+                if led.is_none() && buzzer.is_none() {
+                    return Err(self.invalid(
+                        "outputs",
+                        "has backend = \"gpio\" but neither led_pin nor buzzer_pin",
+                        "set the pins that are wired, or backend = \"none\"",
+                    ));
+                }
+                IndicatorBackend::Gpio { led, buzzer }
+            }
+        };
+        Ok(IndicatorSettings { backend })
     }
 
     fn schedule(&self, raw: RawSchedule) -> Result<Option<ScheduleSettings>, ConfigError> {
@@ -1772,6 +1866,16 @@ mod tests {
                 format!("{MINIMAL}\n[door]\nheld_open_secs = 0.0\n"),
                 "`door.held_open_secs`",
                 "held-open alarm",
+            ),
+            (
+                format!("{gpio_relay}\n[outputs]\nbackend = \"gpio\"\nled_pin = 17\n"),
+                "`outputs.led_pin`",
+                "is also relay.bcm_pin",
+            ),
+            (
+                format!("{MINIMAL}\n[outputs]\nbackend = \"gpio\"\n"),
+                "`outputs`",
+                "neither led_pin nor buzzer_pin",
             ),
         ];
         for (text, key, fix) in cases {

@@ -44,6 +44,7 @@ use crate::camera;
 use crate::config::Settings;
 use crate::control::{ControlServer, Reply, Request};
 use crate::door::{Contact, Door, DoorConfig, DoorEvent, Mode};
+use crate::indicator::{Indicator, Signal};
 use crate::inputs::{DoorContact, InputEvent, Inputs, InputsBackend};
 use crate::notify::Notifier;
 use crate::policy::{Action, Observation, Policy};
@@ -155,6 +156,10 @@ pub struct Service {
     door_wired: bool,
     /// Kept for the life of the service; the inputs stop when dropped.
     _inputs: Option<Inputs>,
+    /// The status LED and buzzer (cosmetic: never affects the lock).
+    indicator: Option<Indicator>,
+    /// Why the indicator could not start, audited at start.
+    indicator_error: Option<String>,
     /// Whether the system clock counts as synchronised, and when that was last asked.
     clock_synced: bool,
     clock_checked: Option<Instant>,
@@ -244,6 +249,16 @@ impl Service {
             InputsBackend::Sim { .. } => true,
             InputsBackend::None => false,
         };
+        // Cosmetic: a LED or buzzer that cannot be driven is reported (log and audit at
+        // start), and the lock works without it.
+        let (indicator, indicator_error) = match crate::indicator::start(&settings.outputs) {
+            Ok(indicator) => (Some(indicator), None),
+            Err(e) => {
+                let message = format!("indicator outputs: {e}; the lock works without them");
+                log::error!("{message}");
+                (None, Some(message))
+            }
+        };
         let door_inputs = match settings.inputs.backend {
             InputsBackend::None => None,
             _ => {
@@ -313,6 +328,8 @@ impl Service {
             _control: control,
             door_wired,
             _inputs: door_inputs,
+            indicator,
+            indicator_error,
             clock_synced: false,
             clock_checked: None,
         })
@@ -347,6 +364,9 @@ impl Service {
             self.door.mode()
         ));
         self.audit_event(start);
+        if let Some(message) = self.indicator_error.take() {
+            self.audit_event(Record::new(Event::Error).message(message));
+        }
         // A mode or schedule that holds the door open takes effect now.
         let now = Instant::now();
         let holds = self.schedule_holds(now);
@@ -638,6 +658,9 @@ impl Service {
                         .into_iter()
                         .partition(|e| matches!(e, DoorEvent::Strike(_)));
                     self.apply_door(strike)?;
+                    if refusal.is_some() {
+                        self.show(Signal::Refused);
+                    }
                     let record = Record::from_action(&action);
                     let record = match &refusal {
                         None => record,
@@ -662,12 +685,24 @@ impl Service {
                 // decides when the strike locks.
                 Action::Relock { .. } => {}
                 Action::DeniedUnknown { .. } => {
+                    self.show(Signal::Refused);
                     self.decided(Event::DeniedUnknown, None);
                     self.record_with_snapshot(Record::from_action(&action));
                 }
             }
         }
         Ok(())
+    }
+
+    /// Shows a signal on the LED and buzzer, if any (never blocks).
+    fn show(&self, signal: Signal) {
+        self.show_for(signal, Duration::ZERO);
+    }
+
+    fn show_for(&self, signal: Signal, lasts: Duration) {
+        if let Some(indicator) = &self.indicator {
+            indicator.send(signal, lasts);
+        }
     }
 
     fn decided(&mut self, event: Event, person: Option<String>) {
@@ -703,9 +738,19 @@ impl Service {
                     }
                     log::info!("strike {state}");
                     let _ = self.notifier.status(&self.status_line());
+                    if state == LockState::Unlocked {
+                        // Lit for as long as the grant lasts (a held door just beeps).
+                        let now = Instant::now();
+                        let lasts = self
+                            .door
+                            .next_deadline()
+                            .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+                        self.show_for(Signal::Granted, lasts);
+                    }
                     continue;
                 }
                 DoorEvent::Refused { request, reason } => {
+                    self.show(Signal::Refused);
                     Record::new(Event::Refused).message(format!("{request}: {reason}"))
                 }
                 DoorEvent::ManualUnlock { by, reason, secs } => {
@@ -720,13 +765,22 @@ impl Service {
                 }
                 DoorEvent::Entry { person } => Record::new(Event::Entry).person(person),
                 DoorEvent::Opened { why } => Record::new(Event::DoorOpened).message(why),
-                DoorEvent::Closed => Record::new(Event::DoorClosed),
-                DoorEvent::ForcedOpen => Record::new(Event::ForcedOpen)
-                    .message("the door opened while locked (no grant, no exit request)"),
+                DoorEvent::Closed => {
+                    // Ends a forced-open alarm (which has no end event of its own).
+                    self.show(Signal::AlarmCleared);
+                    Record::new(Event::DoorClosed)
+                }
+                DoorEvent::ForcedOpen => {
+                    self.show(Signal::Alarm);
+                    Record::new(Event::ForcedOpen)
+                        .message("the door opened while locked (no grant, no exit request)")
+                }
                 DoorEvent::HeldOpen { secs } => {
+                    self.show(Signal::Alarm);
                     Record::new(Event::HeldOpen).message(format!("open for {secs:.0} s"))
                 }
                 DoorEvent::HeldOpenEnded { secs } => {
+                    self.show(Signal::AlarmCleared);
                     Record::new(Event::HeldOpenEnd).message(format!("closed after {secs:.0} s"))
                 }
                 DoorEvent::Relocked { after, why } => {

@@ -234,7 +234,8 @@ fn lock_with_inputs(timing: Timing, extra: &str) -> Lock {
     let path = lock.path("lock.toml");
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(
-        "[inputs]\nbackend = \"sim\"\nsim_script = \"inputs.fifo\"\n[door]\nheld_open_secs = 1.0\n",
+        "[inputs]\nbackend = \"sim\"\nsim_script = \"inputs.fifo\"\n[door]\nheld_open_secs = 1.0\n\
+         [outputs]\nbackend = \"sim\"\nsim_log = \"indicator.log\"\n",
     );
     text.push_str(extra);
     std::fs::write(&path, text).unwrap();
@@ -325,6 +326,10 @@ fn exit_button_forced_door_held_open_and_input_errors_are_told_apart() {
         "{:?}",
         audit_kinds(&lock)
     );
+    // The LED lit for the exit grant; the buzzer sounded for the alarms.
+    let indicator = std::fs::read_to_string(lock.path("indicator.log")).unwrap();
+    assert!(indicator.contains("led on"), "{indicator}");
+    assert!(indicator.contains("buzzer on"), "{indicator}");
     // Lockdown: faces and manual unlocks refused, the exit button still opens.
     let (ok, text) = ctl(&lock, &["mode", "lockdown"]);
     assert!(ok, "{text}");
