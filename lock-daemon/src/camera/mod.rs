@@ -2,6 +2,7 @@
 //! dark-frame check) and [`open`], which builds the configured source.
 
 mod files;
+pub mod ir;
 mod pipe;
 mod v4l2;
 
