@@ -68,6 +68,9 @@ pub enum Event {
     FireRelease,
     /// A door input could not be read; the door state is unknown.
     InputError,
+    /// `camera.expect_ir` is set but frames are in colour (a swapped camera or a removed
+    /// IR filter); they are refused until they are infrared again.
+    CameraNotIr,
 }
 
 impl Event {
@@ -96,6 +99,7 @@ impl Event {
             Event::Refused => "refused",
             Event::FireRelease => "fire-release",
             Event::InputError => "input-error",
+            Event::CameraNotIr => "camera-not-ir",
         }
     }
 }

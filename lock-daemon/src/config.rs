@@ -116,6 +116,7 @@ struct RawCamera {
     read_timeout_ms: Option<u64>,
     replay_fps: Option<f64>,
     replay_loop: Option<bool>,
+    expect_ir: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -353,6 +354,8 @@ pub struct CameraSettings {
     pub dark_frame_threshold: u8,
     /// How long one `next_frame` call waits before the loop wakes up anyway.
     pub read_timeout: Duration,
+    /// The camera is infrared: clearly colour frames are refused ([`crate::camera::ir`]).
+    pub expect_ir: bool,
 }
 
 /// Recognition settings.
@@ -920,6 +923,7 @@ impl Validator<'_> {
             rotation,
             dark_frame_threshold: dark as u8,
             read_timeout: Duration::from_millis(timeout),
+            expect_ir: raw.expect_ir.unwrap_or(false),
         })
     }
 

@@ -70,6 +70,8 @@ impl Relay for MemoryRelay {
 enum Shot {
     /// A frame whose red channel carries this number (the recognizer reads it back).
     Frame(u8),
+    /// The same, on a brightly coloured scene (half red, half blue).
+    ColourFrame(u8),
     /// Nothing within the timeout (sleeps the whole timeout: a stalled camera).
     Stall,
     /// A broken device.
@@ -90,6 +92,20 @@ impl FrameSource for ScriptedCamera {
                 self.sequence += 1;
                 Ok(Some(Frame {
                     image: RgbImage::from_pixel(64, 48, image::Rgb([tag, 0, 0])),
+                    captured: Instant::now(),
+                    sequence: self.sequence,
+                }))
+            }
+            Shot::ColourFrame(tag) => {
+                std::thread::sleep(self.interval);
+                self.sequence += 1;
+                let mut image = RgbImage::from_fn(64, 48, |x, _| match x < 32 {
+                    true => image::Rgb([200, 40, 40]),
+                    false => image::Rgb([40, 40, 200]),
+                });
+                image.put_pixel(0, 0, image::Rgb([tag, 0, 0]));
+                Ok(Some(Frame {
+                    image,
                     captured: Instant::now(),
                     sequence: self.sequence,
                 }))
@@ -190,8 +206,12 @@ const ERROR: Shot = Shot::Frame(4);
 const PANIC: Shot = Shot::Frame(5);
 
 fn settings(dir: &Path, unlock_secs: f64, read_timeout_ms: u64) -> Settings {
+    settings_with(dir, unlock_secs, read_timeout_ms, "")
+}
+
+fn settings_with(dir: &Path, unlock_secs: f64, read_timeout_ms: u64, camera: &str) -> Settings {
     let text = format!(
-        "[camera]\nread_timeout_ms = {read_timeout_ms}\n\
+        "[camera]\nread_timeout_ms = {read_timeout_ms}\n{camera}\
          [recognition]\nclassifier = \"classifier.onnx\"\n\
          [policy]\nframes_required = 3\nwindow_secs = 2.0\nunlock_secs = {unlock_secs}\n\
          cooldown_secs = 0.2\n\
@@ -401,4 +421,52 @@ fn a_camera_that_cannot_open_at_start_is_an_error_before_ready() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("no camera at /dev/video-missing"), "{err}");
+}
+
+#[test]
+fn colour_frames_are_refused_when_an_infrared_camera_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let door = Door::default();
+    let signals = Signals::default();
+    let colour_ada = Shot::ColourFrame(1);
+    let mut shots = Some(vec![
+        colour_ada.clone(),
+        colour_ada.clone(),
+        colour_ada.clone(),
+        colour_ada,
+    ]);
+    let service = Service::with_parts(Parts {
+        settings: settings_with(dir.path(), 0.5, 100, "expect_ir = true\n"),
+        relay: Box::new(MemoryRelay {
+            door: door.clone(),
+            fail_unlock: false,
+        }),
+        claim: None,
+        recognizer: ScriptedRecognizer {
+            by_tag: TAGS.to_vec(),
+        },
+        open_camera: Box::new(move || {
+            Ok(Box::new(ScriptedCamera {
+                shots: shots.take().unwrap_or_default().into(),
+                sequence: 0,
+                interval: Duration::from_millis(20),
+            }) as Box<dyn FrameSource>)
+        }),
+        notifier: Notifier::disabled(),
+        signals: signals.clone(),
+        camera_backoff: Duration::from_millis(5),
+    })
+    .unwrap();
+    let mut rig = Rig {
+        dir,
+        door,
+        signals,
+        service,
+    };
+    rig.run_for(Duration::from_millis(600)).unwrap();
+    // Ada's frames never reached recognition: no unlock, one audit record.
+    assert!(!rig.door.states().contains(&LockState::Unlocked));
+    let audit = rig.audit();
+    assert_eq!(audit.matches("\"camera-not-ir\"").count(), 1, "{audit}");
+    assert!(audit.contains("IR-pass filter"), "{audit}");
 }

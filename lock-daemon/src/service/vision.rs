@@ -72,6 +72,8 @@ struct Running<R> {
     pace: PaceCheck,
     stats: FrameStats,
     failures: u32,
+    /// `camera.expect_ir`: colour frames are being refused (reported once per episode).
+    colour_frames: u64,
 }
 
 /// The door loop has gone: stop.
@@ -103,6 +105,7 @@ impl<R: Recognizer> Vision<R> {
             pace: PaceCheck::default(),
             stats: FrameStats::default(),
             failures: 0,
+            colour_frames: 0,
         };
         let _ = running.run(camera);
         if let Some(summary) = running.stats.summary() {
@@ -162,6 +165,30 @@ impl<R: Recognizer> Running<R> {
         if threshold > 0 && camera::is_dark(&image, threshold) {
             log::trace!("dark frame skipped");
             return Ok(());
+        }
+        if self.v.settings.camera.expect_ir {
+            let score = camera::ir::colourfulness(&image);
+            if score > camera::ir::IR_MAX_COLOURFULNESS {
+                self.colour_frames += 1;
+                if self.colour_frames == 1 {
+                    let message = format!(
+                        "camera.expect_ir is set but the frames are in colour (colourfulness \
+                         {score:.2} > {:.2}): a colour camera, or an IR camera without its \
+                         IR-pass filter. Frames are refused until they are infrared again",
+                        camera::ir::IR_MAX_COLOURFULNESS
+                    );
+                    log::error!("{message}");
+                    self.audit(Record::new(Event::CameraNotIr).message(message))?;
+                }
+                return Ok(());
+            }
+            if self.colour_frames > 0 {
+                log::info!(
+                    "frames are infrared again after {} colour frames were refused",
+                    self.colour_frames
+                );
+                self.colour_frames = 0;
+            }
         }
         if self.idle.skip(&image, started) {
             log::trace!("unchanged empty scene, frame skipped");
