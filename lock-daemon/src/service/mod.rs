@@ -384,7 +384,11 @@ impl Service {
             self.apply_door(events)?;
             self.watchdog(now);
             self.publish();
-            if options.exit_when_replay_ends && self.replay_ended && !self.policy.is_unlocked() {
+            if options.exit_when_replay_ends
+                && self.replay_ended
+                && !self.policy.is_unlocked()
+                && self.door.strike() == LockState::Locked
+            {
                 log::info!("replay finished");
                 break;
             }
