@@ -195,10 +195,7 @@ fn an_enrolled_person_unlocks_once_and_the_door_relocks_on_time() {
         .find(|t| t.monotonic_ms > unlocks[0].monotonic_ms && t.state == LockState::Locked)
         .expect("locked again");
     let open_ms = after.monotonic_ms - unlocks[0].monotonic_ms;
-    assert!(
-        (995..2000).contains(&open_ms),
-        "door open for {open_ms} ms"
-    );
+    assert!((995..2000).contains(&open_ms), "door open for {open_ms} ms");
     assert_eq!(relay.last().unwrap().state, LockState::Locked);
     let unlock = &lock.events("unlock")[0];
     assert_eq!(unlock["person"], "madonna");

@@ -614,10 +614,7 @@ fn bomb_frames_while_the_door_is_open_do_not_crash_the_daemon_and_it_relocks() {
         .find(|t| t.state == LockState::Locked)
         .expect("locked again");
     let open_ms = relocked.monotonic_ms - relay[unlocked].monotonic_ms;
-    assert!(
-        (995..2000).contains(&open_ms),
-        "door open for {open_ms} ms"
-    );
+    assert!((995..2000).contains(&open_ms), "door open for {open_ms} ms");
     assert_eq!(relay.last().unwrap().state, LockState::Locked);
 }
 
