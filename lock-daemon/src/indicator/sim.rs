@@ -5,7 +5,7 @@
 //!
 //! Opening writes `led off` and `buzzer off`; dropping writes `off` for an output still on.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -25,18 +25,10 @@ impl SimOutputs {
     /// Opens (appends to) the log, creating it and its directory if needed, and writes both
     /// outputs off.
     pub fn open(path: &Path) -> Result<SimOutputs, IndicatorError> {
-        let fail = |source| IndicatorError::SimLog {
+        let file = crate::relay::sim::open_log(path).map_err(|source| IndicatorError::SimLog {
             path: path.to_owned(),
             source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(fail)?;
+        })?;
         let mut outputs = SimOutputs {
             path: path.to_owned(),
             file,

@@ -21,18 +21,10 @@ impl SimRelay {
     /// Opens (appends to) the log, creating it and its directory if needed, and writes
     /// LOCKED.
     pub fn open(path: &Path) -> Result<SimRelay, RelayError> {
-        let fail = |source| RelayError::SimLog {
+        let file = open_log(path).map_err(|source| RelayError::SimLog {
             path: path.to_owned(),
             source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(fail)?;
+        })?;
         let mut relay = SimRelay {
             path: path.to_owned(),
             file,
@@ -41,6 +33,15 @@ impl SimRelay {
         relay.set(LockState::Locked)?;
         Ok(relay)
     }
+}
+
+/// Opens a simulated device's log for appending, creating it and its directory if needed
+/// (the sim relay here, the sim LED and buzzer in `indicator::sim`).
+pub fn open_log(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 impl Relay for SimRelay {
