@@ -10,6 +10,7 @@ pub mod door;
 pub mod indicator;
 pub mod inputs;
 pub mod memory;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod preflight;
