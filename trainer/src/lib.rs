@@ -7,5 +7,6 @@ pub mod enroll;
 pub mod evaluate;
 pub mod fit;
 pub mod gate;
+pub mod push;
 pub mod report;
 pub mod train;

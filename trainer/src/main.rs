@@ -140,6 +140,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Upload a classifier to the lock over its HTTP API and put it in service.
+    ///
+    /// Sends CLASSIFIER (as written by `trainer train` or `trainer sign`) to
+    /// `PUT URL/api/v1/classifier` with an admin token. The lock checks it exactly as a file
+    /// copied into place (signature, embedder, no rollback), replaces its classifier
+    /// atomically and reloads it; a refused file leaves the old one in service. The file is
+    /// checked here first, and the sha256 the lock reports must match it.
+    ///
+    /// The lock must run with `[http]` enabled and know the token: create it on the lock with
+    /// `lock-daemon token new NAME --scope admin`, and keep the token in a file only you can
+    /// read (`chmod 600`). Use https (with --ca-cert for the lock's own certificate), or
+    /// plain http through an SSH tunnel to the lock's 127.0.0.1.
+    Push {
+        /// Base address of the lock's HTTP API, e.g. https://lock.local:8443 or
+        /// http://127.0.0.1:8080 (over an SSH tunnel). No token, user or query in it.
+        #[arg(long)]
+        url: String,
+        /// File holding the admin token (only the token; surrounding whitespace is ignored).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// PEM file with the lock's certificate or its CA (self-signed or private CA). When
+        /// given, only these certificates are trusted, instead of the public web roots.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// Longest the whole upload and reload may take, in seconds.
+        #[arg(long, default_value_t = trainer::push::DEFAULT_TIMEOUT_SECS,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout_secs: u64,
+        /// The classifier file to put in service.
+        classifier: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -185,6 +216,13 @@ fn run(cli: Cli) -> Result<()> {
     // Key handling needs no models.
     match &cli.command {
         Command::Keygen { out } => return keygen(out),
+        Command::Push {
+            url,
+            token_file,
+            ca_cert,
+            timeout_secs,
+            classifier,
+        } => return push(url, token_file, ca_cert.clone(), *timeout_secs, classifier),
         Command::Sign { key, classifier } => {
             let key = recognition::signature::read_signing_key(key)?;
             let bytes = std::fs::read(classifier)
@@ -388,7 +426,9 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("{failed} of {} photo(s) could not be used", images.len());
             }
         }
-        Command::Keygen { .. } | Command::Sign { .. } => unreachable!("handled above"),
+        Command::Keygen { .. } | Command::Sign { .. } | Command::Push { .. } => {
+            unreachable!("handled above")
+        }
         Command::Embed { images, json: _ } => {
             let dataset = Dataset {
                 samples: images
@@ -438,6 +478,58 @@ fn escaped_error(e: &recognition::Error, path: &Path) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// `trainer push`: everything is checked locally before the token leaves this machine.
+fn push(
+    url: &str,
+    token_file: &Path,
+    ca_cert: Option<PathBuf>,
+    timeout_secs: u64,
+    classifier: &Path,
+) -> Result<()> {
+    use trainer::push::{check_classifier, parse_url, push_bytes, read_token, ClientOptions};
+    let target = parse_url(url)?;
+    if let Some(warning) = target.clear_text_warning() {
+        eprintln!("warning: {warning}");
+    }
+    if ca_cert.is_some() && !target.https {
+        eprintln!("warning: --ca-cert is not used with an http:// URL");
+    }
+    let token = read_token(token_file)?;
+    for warning in &token.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let local = check_classifier(classifier)?;
+    if let Some(warning) = local.unsigned_warning() {
+        eprintln!("warning: {warning}");
+    }
+    println!(
+        "pushing {} ({} bytes, {}): {} people ({}), created {}",
+        shown(classifier),
+        local.bytes.len(),
+        if local.signed { "signed" } else { "unsigned" },
+        local.meta.labels.len(),
+        local.meta.labels.join(", "),
+        local.meta.created
+    );
+    println!("to {}", target.endpoint);
+    let options = ClientOptions {
+        ca_cert,
+        timeout: std::time::Duration::from_secs(timeout_secs),
+    };
+    let pushed = push_bytes(&target, &token.token, &local.bytes, &options)?;
+    if !pushed.message.is_empty() {
+        println!("lock: {}", pushed.message);
+    }
+    println!(
+        "in service: {} people ({}), created {}",
+        pushed.people.len(),
+        pushed.people.join(", "),
+        pushed.created
+    );
+    println!("sha256 {} (matches {})", local.sha256, shown(classifier));
+    Ok(())
 }
 
 fn keygen(out: &Path) -> Result<()> {
