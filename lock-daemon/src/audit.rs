@@ -325,13 +325,11 @@ impl AuditLog {
             reason,
         };
         let mut image = frame.clone();
-        for face in faces {
-            recognition::annotate::draw_face(
-                &mut image,
-                &face.face,
-                face.prediction.identity.is_some(),
-            );
-        }
+        let options = recognition::annotate::AnnotateOptions {
+            min_face_px: None,
+            landmarks: true,
+        };
+        recognition::annotate::draw_recognized(&mut image, faces, &options);
         // Write under a temporary name, then rename: a reader never sees half a JPEG.
         let tmp = settings.dir.join(format!(".{name}.tmp"));
         let write = || -> Result<(), String> {

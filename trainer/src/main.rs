@@ -413,10 +413,11 @@ fn run(cli: Cli) -> Result<()> {
                 if let Some(out) = &annotate {
                     // Drawn on the photo as detection saw it (scaled down when large).
                     let mut canvas = photo.image.clone();
-                    for r in &found {
-                        let known = r.prediction.identity.is_some();
-                        recognition::annotate::draw_face(&mut canvas, &r.face, known);
-                    }
+                    let options = recognition::annotate::AnnotateOptions {
+                        min_face_px: None,
+                        landmarks: true,
+                    };
+                    recognition::annotate::draw_recognized(&mut canvas, &found, &options);
                     canvas
                         .save(out)
                         .with_context(|| format!("writing {}", shown(out)))?;
