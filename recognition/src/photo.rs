@@ -200,6 +200,14 @@ fn decode(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<RgbImage, 
     if let Some((w, h)) = declared_size(bytes) {
         limits.check(w, h)?;
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        // The decoder would fill the missing part with grey and carry on.
+        return Err(
+            "the JPEG is truncated: it ends before its end-of-image marker (an \
+                    interrupted copy or upload?)"
+                .into(),
+        );
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits.for_decoder());
     let mut decoder = reader
@@ -280,6 +288,50 @@ pub fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
             return Some((u32::from(width), u32::from(height)));
         }
         pos += length;
+    }
+}
+
+/// Whether a JPEG reaches its end-of-image marker after its first scan. The marker
+/// segments before the scan are walked by their lengths (so a thumbnail's markers inside
+/// EXIF are skipped); in the entropy-coded data that follows, 0xFF is always followed by 0
+/// or a restart marker, so the first 0xFF 0xD9 there is the end of the image. Data after
+/// it (a phone's appended video, padding) does not matter.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let Some(scan) = first_scan(bytes) else {
+        return false;
+    };
+    bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// Where the first scan's entropy-coded data starts.
+fn first_scan(bytes: &[u8]) -> Option<usize> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut pos = 2;
+    loop {
+        if *bytes.get(pos)? != 0xFF {
+            return None;
+        }
+        while *bytes.get(pos + 1)? == 0xFF {
+            pos += 1;
+        }
+        let marker = bytes[pos + 1];
+        pos += 2;
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            continue;
+        }
+        if matches!(marker, 0xD8 | 0xD9) {
+            return None;
+        }
+        let length = usize::from(u16::from_be_bytes([*bytes.get(pos)?, *bytes.get(pos + 1)?]));
+        if length < 2 {
+            return None;
+        }
+        pos += length;
+        if marker == 0xDA {
+            return (pos <= bytes.len()).then_some(pos);
+        }
     }
 }
 
@@ -392,5 +444,20 @@ mod tests {
         let small = load_photo(&path, &DecodeLimits::default(), 2048).unwrap();
         assert_eq!((small.image.dimensions(), small.scale()), ((300, 100), 1.0));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_and_trailing_data_after_the_end_is_not() {
+        let whole = jpeg(64, 48);
+        assert!(jpeg_is_complete(&whole));
+        assert!(decode_rgb(&whole).is_ok());
+        let cut = &whole[..whole.len() * 2 / 3];
+        assert!(!jpeg_is_complete(cut));
+        assert!(decode_rgb(cut).unwrap_err().contains("truncated"));
+        let mut with_trailer = whole.clone();
+        with_trailer.extend_from_slice(&[0u8; 100]);
+        with_trailer.extend_from_slice(b"ftypmp42 appended video");
+        assert!(jpeg_is_complete(&with_trailer));
+        assert!(!jpeg_is_complete(b"not a jpeg"));
     }
 }
