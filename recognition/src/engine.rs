@@ -219,7 +219,8 @@ impl OnnxFile {
     }
 }
 
-/// An optimised, runnable network.
+/// An optimised, runnable network (cloning shares the plan).
+#[derive(Clone)]
 pub(crate) struct Network {
     name: String,
     plan: Arc<TypedRunnableModel>,

@@ -134,7 +134,7 @@ pub enum Stage {
 /// The three MTCNN networks, loaded and optimised once.
 pub struct Mtcnn {
     config: DetectorConfig,
-    pnet_file: OnnxFile,
+    pnet_file: std::sync::Arc<OnnxFile>,
     /// P-Net with symbolic height and width, for images of any size.
     pnet_any: Network,
     /// P-Net plans with concrete shapes, keyed by (height, width): built for
@@ -155,7 +155,7 @@ impl std::fmt::Debug for Mtcnn {
 impl Mtcnn {
     /// Loads P-, R- and O-Net from a verified model directory.
     pub fn load(models: &ModelDir, config: DetectorConfig) -> Result<Mtcnn> {
-        let pnet_file = models.load(PNET)?;
+        let pnet_file = std::sync::Arc::new(models.load(PNET)?);
         let pnet_any = pnet_file.plan(&[
             Dim::Fixed(1),
             Dim::Fixed(3),
@@ -188,6 +188,20 @@ impl Mtcnn {
 
     pub fn config(&self) -> &DetectorConfig {
         &self.config
+    }
+
+    /// The same networks (shared, not reloaded) with another configuration: e.g. the
+    /// trainer's defaults for photos uploaded to the daemon, whose own detector is tuned
+    /// for the camera.
+    pub fn with_config(&self, config: DetectorConfig) -> Mtcnn {
+        Mtcnn {
+            config,
+            pnet_file: self.pnet_file.clone(),
+            pnet_any: self.pnet_any.clone(),
+            pnet_fixed: HashMap::new(),
+            rnet: self.rnet.clone(),
+            onet: self.onet.clone(),
+        }
     }
 
     /// Builds one optimised P-Net plan per pyramid scale of a fixed frame size
