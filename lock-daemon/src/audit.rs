@@ -71,6 +71,14 @@ pub enum Event {
     /// `camera.expect_ir` is set but frames are in colour (a swapped camera or a removed
     /// IR filter); they are refused until they are infrared again.
     CameraNotIr,
+    /// An HTTP request without a valid token, or with a token lacking the scope (at most
+    /// one record per client address a minute; the metrics count them all).
+    AuthFailure,
+    /// A classifier was uploaded over the HTTP API, checked and written into place (`by`);
+    /// the `reload` record that follows says when it went into service.
+    ClassifierPushed,
+    /// Someone started or stopped watching the live preview (`by`).
+    Preview,
 }
 
 impl Event {
@@ -100,6 +108,9 @@ impl Event {
             Event::FireRelease => "fire-release",
             Event::InputError => "input-error",
             Event::CameraNotIr => "camera-not-ir",
+            Event::AuthFailure => "auth-failure",
+            Event::ClassifierPushed => "classifier-pushed",
+            Event::Preview => "preview",
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::control::ControlSettings;
+use crate::http::{HttpSettings, TlsSettings};
 use crate::indicator::{IndicatorBackend, IndicatorSettings, OutputPin};
 use crate::inputs::{ContactKind, InputPin, InputsBackend, InputsSettings, Pull};
 use crate::policy::PolicyConfig;
@@ -80,6 +81,31 @@ struct RawConfig {
     schedule: RawSchedule,
     #[serde(default)]
     outputs: RawOutputs,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    preview: Option<bool>,
+    compat_without_token: Option<bool>,
+    metrics_without_token: Option<bool>,
+    max_connections: Option<i64>,
+    #[serde(default)]
+    token: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Option<String>,
+    hash: Option<String>,
+    scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +299,8 @@ pub struct Settings {
     pub schedule: Option<ScheduleSettings>,
     /// The status LED and buzzer.
     pub outputs: IndicatorSettings,
+    /// `None`: no HTTP API (the default).
+    pub http: Option<HttpSettings>,
 }
 
 /// `[schedule]`: weekly windows in the lock's time zone.
@@ -763,6 +791,7 @@ impl Validator<'_> {
             inputs: inputs.clone(),
             outputs: self.outputs(raw.outputs, &relay, &inputs)?,
             schedule: self.schedule(raw.schedule)?,
+            http: self.http(raw.http)?,
             relay,
         })
     }
@@ -1366,6 +1395,150 @@ impl Validator<'_> {
                 }))
             }
         }
+    }
+
+    fn http(&self, raw: RawHttp) -> Result<Option<HttpSettings>, ConfigError> {
+        use crate::http::auth::{parse_hash, Scope, TokenEntry};
+        use crate::http::settings::{DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS};
+        if !raw.enabled.unwrap_or(false) {
+            return Ok(None);
+        }
+        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: std::net::SocketAddr = listen_text.parse().map_err(|_| {
+            self.invalid(
+                "http.listen",
+                format!("= {:?} is not an address and port", clip(listen_text)),
+                "write it as \"127.0.0.1:8080\", \"[::1]:8080\" or \"0.0.0.0:8443\"",
+            )
+        })?;
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert: self.resolve(cert),
+                key: self.resolve(key),
+            }),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(self.invalid(
+                    "http.tls_cert",
+                    "and http.tls_key must be set together",
+                    "set both (PEM files: the certificate chain and its private key), or \
+                     neither for plain HTTP on localhost",
+                ))
+            }
+        };
+        let loopback = listen.ip().is_loopback();
+        if tls.is_none() && !loopback {
+            return Err(self.invalid(
+                "http.listen",
+                format!("= \"{listen}\" is not a loopback address, and TLS is off"),
+                "tokens would cross the network in clear text: set http.tls_cert and \
+                 http.tls_key, or listen on 127.0.0.1 behind a reverse proxy that terminates \
+                 TLS",
+            ));
+        }
+        let compat_without_token = raw.compat_without_token.unwrap_or(false);
+        if compat_without_token && !loopback {
+            return Err(self.invalid(
+                "http.compat_without_token",
+                format!("= true while listening on {listen}, which is not loopback"),
+                "recognition without a token is allowed only on 127.0.0.1 or ::1; remove the \
+                 key, or give the client a read token",
+            ));
+        }
+        let metrics_without_token = raw.metrics_without_token.unwrap_or(false);
+        if metrics_without_token && !loopback {
+            return Err(self.invalid(
+                "http.metrics_without_token",
+                format!("= true while listening on {listen}, which is not loopback"),
+                "give the Prometheus server a read token (its `authorization: \
+                 credentials_file`), or listen on 127.0.0.1",
+            ));
+        }
+        let max_connections = self.int(
+            "http.max_connections",
+            raw.max_connections
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS as i64),
+            1..=4096,
+            "the connections served at once; the default 128 suits a lock",
+        )? as usize;
+        let mut tokens: Vec<TokenEntry> = Vec::new();
+        for (i, raw) in raw.token.into_iter().enumerate() {
+            let key = |field: &str| format!("http.token[{i}].{field}");
+            let name = raw.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| {
+                self.invalid(
+                    &key("name"),
+                    "is missing or empty",
+                    "name each token (it is what the audit log shows), e.g. name = \"admin\"",
+                )
+            })?;
+            if name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(self.invalid(
+                    &key("name"),
+                    format!(
+                        "= {:?} is longer than 64 bytes or has control characters",
+                        clip(&name)
+                    ),
+                    "use a short plain name such as \"home-assistant\"",
+                ));
+            }
+            if tokens.iter().any(|t| t.name == name) {
+                return Err(self.invalid(
+                    &key("name"),
+                    format!("= {name:?} is used by another token"),
+                    "give every token its own name, so the audit log tells them apart",
+                ));
+            }
+            let new_token = "create one with `lock-daemon token new NAME --scope read` and \
+                             paste the lines it prints";
+            let hash = raw
+                .hash
+                .ok_or_else(|| self.invalid(&key("hash"), "is missing", new_token))?;
+            if hash.starts_with(crate::http::auth::TOKEN_PREFIX) {
+                return Err(self.invalid(
+                    &key("hash"),
+                    "holds a token, not its hash",
+                    "the configuration keeps only hashes: run `lock-daemon token new NAME \
+                     --scope ...` and paste its `hash = \"sha256:...\"` line (and treat the \
+                     token that was here as leaked)",
+                ));
+            }
+            let hash = parse_hash(&hash)
+                .map_err(|problem| self.invalid(&key("hash"), problem, new_token))?;
+            let scope_list = raw.scopes.unwrap_or_default();
+            if scope_list.is_empty() {
+                return Err(self.invalid(
+                    &key("scopes"),
+                    "is missing or empty",
+                    "list what the token may do: scopes = [\"read\"], [\"read\", \"unlock\"] \
+                     or [\"admin\"]",
+                ));
+            }
+            let scopes = scope_list
+                .iter()
+                .map(|s| s.parse::<Scope>())
+                .collect::<Result<_, _>>()
+                .map_err(|problem| {
+                    self.invalid(&key("scopes"), problem, "use read, unlock or admin")
+                })?;
+            tokens.push(TokenEntry { name, hash, scopes });
+        }
+        if tokens.is_empty() && !compat_without_token {
+            return Err(self.invalid(
+                "http.token",
+                "is empty: with no token, nothing but /healthz could be used",
+                "create one with `lock-daemon token new admin --scope admin` and paste the \
+                 [[http.token]] lines it prints, or set http.enabled = false",
+            ));
+        }
+        Ok(Some(HttpSettings {
+            listen,
+            tls,
+            tokens,
+            preview: raw.preview.unwrap_or(false),
+            compat_without_token,
+            metrics_without_token,
+            max_connections,
+        }))
     }
 
     fn audit(&self, raw: RawAudit) -> Result<AuditSettings, ConfigError> {

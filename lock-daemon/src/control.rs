@@ -260,6 +260,12 @@ fn handle(request: Request, by: &str, inputs: &SyncSender<Input>, board: &Status
             status: Some(serde_json::to_value(status).expect("the status serialises")),
         };
     }
+    submit(inputs, request, by)
+}
+
+/// Hands a request to the door loop on the service's one channel and waits (at most
+/// [`REPLY_TIMEOUT`]) for its answer. Blocks the calling front-end thread, never the loop.
+pub fn submit(inputs: &SyncSender<Input>, request: Request, by: &str) -> Reply {
     let (reply_tx, reply_rx) = mpsc::channel();
     let command = Command {
         request,
@@ -267,12 +273,17 @@ fn handle(request: Request, by: &str, inputs: &SyncSender<Input>, board: &Status
         reply: reply_tx,
     };
     if inputs.send(Input::Command(command)).is_err() {
-        return Reply::refused("the daemon is stopping");
+        return Reply::refused(STOPPING);
     }
     reply_rx
         .recv_timeout(REPLY_TIMEOUT)
-        .unwrap_or_else(|_| Reply::refused("the daemon did not answer in time"))
+        .unwrap_or_else(|_| Reply::refused(NO_ANSWER))
 }
+
+/// The refusal when the door loop has gone.
+pub const STOPPING: &str = "the daemon is stopping";
+/// The refusal when the door loop did not answer in time.
+pub const NO_ANSWER: &str = "the daemon did not answer in time";
 
 fn write_reply(mut stream: &UnixStream, reply: &Reply) -> std::io::Result<()> {
     let mut line = serde_json::to_string(reply).expect("replies serialise");

@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         action: CtlAction,
     },
+    /// Tokens for the HTTP API ([http]).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Write Locked to the relay and exit (systemd's ExecStopPost: covers crashes and SIGKILL).
     ///
     /// Reads only the configuration's [relay] section; errors elsewhere in the file are
@@ -75,6 +80,26 @@ enum Command {
         #[arg(long)]
         sim_log: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Make a fresh random token: prints the token once (give it to the client; it is
+    /// not stored anywhere) and the [[http.token]] lines, with only its hash, to paste into
+    /// the configuration. Restart the daemon to use it.
+    New {
+        /// The token's name, as the audit log shows it (e.g. home-assistant).
+        name: String,
+        /// What it may do: read (status, events, recognise, metrics), unlock (the door,
+        /// for a while), admin (mode, classifier upload, preview; includes the others).
+        /// Repeat for several.
+        #[arg(long = "scope", required = true, value_parser = parse_scope)]
+        scopes: Vec<lock_daemon::http::auth::Scope>,
+    },
+}
+
+fn parse_scope(text: &str) -> Result<lock_daemon::http::auth::Scope, String> {
+    text.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +170,26 @@ fn run(cli: Cli) -> Result<()> {
             socket,
             action,
         } => ctl(&config, socket, action),
+        Command::Token {
+            action: TokenAction::New { name, scopes },
+        } => {
+            use lock_daemon::http::auth;
+            if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                anyhow::bail!("the name must be 1 to 64 characters of plain text");
+            }
+            let token = auth::new_token();
+            let scopes = scopes.into_iter().collect();
+            println!("token (shown once; give it to the client, keep it out of URLs and logs):");
+            println!("  {token}");
+            println!();
+            println!("add to the [http] part of the lock's configuration, then restart it:");
+            println!();
+            print!(
+                "{}",
+                auth::config_lines(&name, &auth::hash_token(&token), &scopes)
+            );
+            Ok(())
+        }
         Command::Secure {
             config,
             bcm_pin,

@@ -8,10 +8,15 @@
 //! classifier in service, unless an administrator allowed exactly that file.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, Result};
 use image::RgbImage;
+use recognition::classify::Prediction;
+use recognition::detect::BBox;
+use recognition::photo::{DecodeLimits, DETECT_MAX_SIDE, MAX_PHOTO_SIDE};
 use recognition::{Classifier, FacePipeline, ModelDir, Recognized};
+use serde::Serialize;
 
 use crate::audit::{self, Event, Record};
 use crate::camera;
@@ -27,6 +32,158 @@ pub trait Recognizer {
     fn reload(&mut self) -> Result<String>;
     /// The enrolled people.
     fn labels(&self) -> Vec<String>;
+    /// What the status shows about the classifier in service.
+    fn info(&self) -> ClassifierInfo {
+        ClassifierInfo {
+            people: self.labels(),
+            ..ClassifierInfo::default()
+        }
+    }
+    /// How long detection and embedding (with classification) took on the last frame, for
+    /// the metrics, when this recognizer measures them.
+    fn stage_times(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        None
+    }
+    /// The faces of the last frame that were too small to recognise (for the live
+    /// preview, which shows installers each face's size against `min_face_px`).
+    fn small_faces(&self) -> Vec<recognition::Face> {
+        Vec::new()
+    }
+    /// A handle that recognises uploaded photos with the same models and classifier
+    /// (the HTTP API's `recognize`), when this recognizer has one.
+    fn photos(&self) -> Option<PhotoRecognizer> {
+        None
+    }
+}
+
+/// The classifier in service, as the status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClassifierInfo {
+    pub people: Vec<String>,
+    /// When the trainer made it (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// sha256 of the file as loaded (signature included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The id of the trusted key its signature was checked against (`None`: unsigned
+    /// classifiers are allowed and no key is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer_key_id: Option<String>,
+}
+
+impl ClassifierInfo {
+    fn of(classifier: &Classifier, sha256: &str, trusted_key: Option<&Path>) -> ClassifierInfo {
+        ClassifierInfo {
+            people: classifier.labels().to_vec(),
+            created: Some(classifier.meta().created.clone()),
+            sha256: Some(sha256.to_owned()),
+            signer_key_id: trusted_key
+                .and_then(|k| recognition::signature::read_verifying_key(k).ok())
+                .map(|k| recognition::signature::key_id(&k)),
+        }
+    }
+}
+
+/// Recognises uploaded photos with the daemon's loaded models and the classifier in
+/// service, from any thread, without touching the vision thread's camera or the door:
+/// detection, embedding and the gate exactly as `trainer recognize` runs them.
+#[derive(Debug, Clone)]
+pub struct PhotoRecognizer {
+    pipeline: Arc<FacePipeline>,
+    /// The pipeline's detector with the trainer's default configuration (photos are not
+    /// camera frames: faces of any size, anywhere).
+    detector: Arc<recognition::Mtcnn>,
+    classifier: Arc<RwLock<Arc<Classifier>>>,
+}
+
+/// One face in an uploaded photo.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhotoFace {
+    /// In the uploaded photo's pixels.
+    #[serde(rename = "box")]
+    pub bbox: BBox,
+    pub prediction: Prediction,
+    /// Every enrolled person's softmax probability, in the classifier's order.
+    #[serde(skip)]
+    pub probabilities: Vec<(String, f32)>,
+}
+
+/// What was found in an uploaded photo.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhotoResult {
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<PhotoFace>,
+}
+
+impl PhotoRecognizer {
+    pub fn pipeline(&self) -> &FacePipeline {
+        &self.pipeline
+    }
+
+    /// The classifier in service now.
+    pub fn classifier(&self) -> Arc<Classifier> {
+        self.classifier
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Decodes a JPEG or PNG (refused before decoding when larger than the trainer's photo
+    /// limit), scales it down for detection like `trainer recognize`, and classifies every
+    /// face, largest first. `Err` carries what is wrong with the image.
+    pub fn recognize_bytes(&self, bytes: &[u8]) -> Result<PhotoResult, PhotoError> {
+        let image =
+            recognition::photo::decode_rgb_limited(bytes, &DecodeLimits::photos(MAX_PHOTO_SIDE))
+                .map_err(PhotoError::Image)?;
+        let (width, height) = image.dimensions();
+        let photo = recognition::photo::Photo {
+            image: recognition::photo::shrink_to(image, DETECT_MAX_SIDE),
+            original: (width, height),
+        };
+        let classifier = self.classifier();
+        let failed = |e: recognition::Error| PhotoError::Recognition(e.to_string());
+        // What `FacePipeline::recognize` does, with the photo detector: largest first.
+        let mut detected = self.detector.detect(&photo.image).map_err(failed)?;
+        detected.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
+        let faces = detected
+            .into_iter()
+            .map(|face| {
+                let embedding = self
+                    .pipeline
+                    .embed_face(&photo.image, &face)
+                    .map_err(failed)?;
+                let scores = classifier.scores(&embedding).map_err(failed)?;
+                let prediction = classifier.decide(&scores);
+                let probabilities = classifier
+                    .labels()
+                    .iter()
+                    .cloned()
+                    .zip(scores.probabilities.iter().copied())
+                    .collect();
+                Ok(PhotoFace {
+                    bbox: photo.to_original(&face.bbox),
+                    prediction,
+                    probabilities,
+                })
+            })
+            .collect::<Result<_, PhotoError>>()?;
+        Ok(PhotoResult {
+            width,
+            height,
+            faces,
+        })
+    }
+}
+
+/// Why an uploaded photo could not be recognised.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PhotoError {
+    /// Not a JPEG/PNG, corrupt, truncated or too large (a client error).
+    Image(String),
+    /// The networks failed on it.
+    Recognition(String),
 }
 
 /// Reads a classifier file once, checks its signature when a trusted key is
@@ -73,6 +230,8 @@ pub struct Trusted {
     pub path: PathBuf,
     pub classifier: Classifier,
     pub rollback: crate::rollback::Checked,
+    /// sha256 of the file's bytes as checked.
+    pub sha256: String,
 }
 
 /// Reads a classifier file once and runs every trust check on those bytes: the signature
@@ -86,12 +245,13 @@ pub fn check_classifier(
     state: &StateDir,
     in_service: Option<&Stamp>,
 ) -> Result<Trusted> {
-    let (classifier, rollback) =
+    let (classifier, rollback, sha256) =
         trust_checks(path, trusted_key, Some(pipeline), state, in_service)?;
     Ok(Trusted {
         path: path.to_owned(),
         classifier: classifier.expect("a pipeline was given"),
         rollback,
+        sha256,
     })
 }
 
@@ -112,25 +272,108 @@ fn trust_checks(
     pipeline: Option<&FacePipeline>,
     state: &StateDir,
     in_service: Option<&Stamp>,
-) -> Result<(Option<Classifier>, crate::rollback::Checked)> {
+) -> Result<(Option<Classifier>, crate::rollback::Checked, String)> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read classifier {}", path.display()))?;
+    trust_checks_bytes(path, &bytes, trusted_key, pipeline, state, in_service)
+}
+
+/// [`trust_checks`] on bytes already read; `path` names them in messages.
+fn trust_checks_bytes(
+    path: &Path,
+    bytes: &[u8],
+    trusted_key: Option<&Path>,
+    pipeline: Option<&FacePipeline>,
+    state: &StateDir,
+    in_service: Option<&Stamp>,
+) -> Result<(Option<Classifier>, crate::rollback::Checked, String)> {
     let (classifier, created) = match pipeline {
         Some(pipeline) => {
-            let classifier = verified(path, &bytes, trusted_key, pipeline)?;
+            let classifier = verified(path, bytes, trusted_key, pipeline)?;
             let created = classifier.meta().created.clone();
             (Some(classifier), created)
         }
         None => {
-            verify_signature(path, &bytes, trusted_key)?;
-            let meta = recognition::artifact::meta_from_bytes(path, &bytes)?;
+            verify_signature(path, bytes, trusted_key)?;
+            let meta = recognition::artifact::meta_from_bytes(path, bytes)?;
             (None, meta.created)
         }
     };
     let rollback = state
-        .check(in_service, &bytes, &created)
+        .check(in_service, bytes, &created)
         .with_context(|| format!("classifier {} refused", path.display()))?;
-    Ok((classifier, rollback))
+    let sha256 = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    Ok((classifier, rollback, sha256))
+}
+
+/// A classifier file uploaded over the HTTP API and written into place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Installed {
+    pub people: Vec<String>,
+    pub created: String,
+    /// sha256 of the file.
+    pub sha256: String,
+}
+
+/// Puts uploaded classifier bytes where `recognition.classifier` points, after the checks
+/// a file copied into place gets at reload: the signature (when a key is configured), the
+/// embedder, and the rollback rule against the classifier in service. Written under a
+/// temporary name in the same directory, flushed, then renamed over the old file, so the
+/// vision thread never reads half a file. A refused upload leaves nothing behind and the
+/// old file in place. The caller then asks for a reload, which checks the file again and
+/// puts it into service.
+pub fn install_classifier(
+    settings: &Settings,
+    pipeline: &FacePipeline,
+    bytes: &[u8],
+) -> Result<Installed> {
+    use std::io::Write as _;
+    let target = &settings.recognition.classifier;
+    let shown = Path::new("uploaded classifier");
+    let state = StateDir::new(&settings.state.dir);
+    let in_service = state.in_service()?;
+    let (classifier, _, sha256) = trust_checks_bytes(
+        shown,
+        bytes,
+        settings.security.trusted_key.as_deref(),
+        Some(pipeline),
+        &state,
+        in_service.as_ref(),
+    )?;
+    let classifier = classifier.expect("a pipeline was given");
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "classifier.onnx".into());
+    let tmp = dir.join(format!(".{name}.upload"));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, target)?;
+        // The rename itself survives a power cut once the directory is flushed.
+        std::fs::File::open(dir)?.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::anyhow!(
+            "cannot write {}: {e}; the service user needs write access to {}              (ReadWritePaths in the unit)",
+            target.display(),
+            dir.display()
+        ));
+    }
+    Ok(Installed {
+        people: classifier.labels().to_vec(),
+        created: classifier.meta().created.clone(),
+        sha256,
+    })
 }
 
 /// Records a checked classifier as the one in service (state file; an allowance it used is
@@ -146,6 +389,7 @@ pub fn accept(
         path,
         classifier,
         rollback,
+        sha256: _,
     } = trusted;
     let mut note = None;
     if let Verdict::AllowedDowngrade(allowance) = &rollback.verdict {
@@ -179,8 +423,17 @@ pub fn accept(
 /// The real recognizer: MTCNN + FaceNet + the classifier file.
 #[derive(Debug)]
 pub struct PipelineRecognizer {
-    pipeline: FacePipeline,
-    classifier: Classifier,
+    pipeline: Arc<FacePipeline>,
+    classifier: Arc<Classifier>,
+    /// The detector with the trainer's defaults, for [`PhotoRecognizer`]s.
+    photo_detector: Arc<recognition::Mtcnn>,
+    /// The classifier in service, shared with [`PhotoRecognizer`]s.
+    shared: Arc<RwLock<Arc<Classifier>>>,
+    info: ClassifierInfo,
+    /// Detection and embedding times of the last frame.
+    last_stages: Option<(std::time::Duration, std::time::Duration)>,
+    /// The last frame's faces below `min_face_px`.
+    small: Vec<recognition::Face>,
     classifier_path: PathBuf,
     trusted_key: Option<PathBuf>,
     min_face_px: f32,
@@ -220,12 +473,24 @@ impl PipelineRecognizer {
             &state,
             recorded.as_ref(),
         )?;
+        let sha256 = trusted.sha256.clone();
         let (classifier, in_service, _) =
             accept(trusted, &state, recorded.as_ref(), &settings.audit)?;
         crate::memory::release_freed_heap();
+        let info = ClassifierInfo::of(&classifier, &sha256, trusted_key.as_deref());
+        let classifier = Arc::new(classifier);
+        let photo_detector = Arc::new(pipeline.mtcnn.with_config(recognition::DetectorConfig {
+            min_face_px: recognition::DetectorConfig::default().min_face_px,
+            ..pipeline.mtcnn.config().clone()
+        }));
         Ok(PipelineRecognizer {
-            pipeline,
+            photo_detector,
+            pipeline: Arc::new(pipeline),
+            shared: Arc::new(RwLock::new(classifier.clone())),
             classifier,
+            info,
+            last_stages: None,
+            small: Vec::new(),
             classifier_path: r.classifier.clone(),
             trusted_key,
             min_face_px: r.min_face_px,
@@ -248,10 +513,35 @@ impl PipelineRecognizer {
 }
 
 impl Recognizer for PipelineRecognizer {
+    /// What [`FacePipeline::recognize`] does, in two timed steps.
     fn recognize(&mut self, frame: &RgbImage) -> Result<Vec<Recognized>> {
-        Ok(self
-            .pipeline
-            .recognize(frame, &self.classifier, self.min_face_px)?)
+        let started = std::time::Instant::now();
+        let faces = self.pipeline.detect(frame)?;
+        let detected = started.elapsed();
+        let (big, small): (Vec<_>, Vec<_>) = faces
+            .into_iter()
+            .partition(|f| f.bbox.side() >= self.min_face_px);
+        self.small = small;
+        let recognized = big
+            .into_iter()
+            .map(|face| {
+                let embedding = self.pipeline.embed_face(frame, &face)?;
+                Ok(Recognized {
+                    prediction: self.classifier.classify(&embedding)?,
+                    face,
+                })
+            })
+            .collect::<recognition::Result<Vec<_>>>()?;
+        self.last_stages = Some((detected, started.elapsed() - detected));
+        Ok(recognized)
+    }
+
+    fn stage_times(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        self.last_stages
+    }
+
+    fn small_faces(&self) -> Vec<recognition::Face> {
+        self.small.clone()
     }
 
     fn reload(&mut self) -> Result<String> {
@@ -262,9 +552,12 @@ impl Recognizer for PipelineRecognizer {
             &self.state,
             Some(&self.in_service),
         )?;
+        let sha256 = trusted.sha256.clone();
         let (classifier, stamp, note) =
             accept(trusted, &self.state, Some(&self.in_service), &self.audit)?;
-        self.classifier = classifier;
+        self.info = ClassifierInfo::of(&classifier, &sha256, self.trusted_key.as_deref());
+        self.classifier = Arc::new(classifier);
+        *self.shared.write().unwrap_or_else(PoisonError::into_inner) = self.classifier.clone();
         self.in_service = stamp;
         let labels = self.classifier.labels().join(", ");
         Ok(match note {
@@ -275,5 +568,17 @@ impl Recognizer for PipelineRecognizer {
 
     fn labels(&self) -> Vec<String> {
         self.classifier.labels().to_vec()
+    }
+
+    fn info(&self) -> ClassifierInfo {
+        self.info.clone()
+    }
+
+    fn photos(&self) -> Option<PhotoRecognizer> {
+        Some(PhotoRecognizer {
+            detector: self.photo_detector.clone(),
+            pipeline: self.pipeline.clone(),
+            classifier: self.shared.clone(),
+        })
     }
 }

@@ -33,7 +33,9 @@ use anyhow::{anyhow, Context, Result};
 use image::RgbImage;
 use recognition::Recognized;
 
-pub use crate::recognizer::{load_classifier, PipelineRecognizer, Recognizer};
+pub use crate::recognizer::{
+    load_classifier, ClassifierInfo, PhotoRecognizer, PipelineRecognizer, Recognizer,
+};
 pub use stats::rss;
 pub use status::{Decision, Status, StatusBoard};
 pub use vision::{CameraOpener, Heartbeat, CAMERA_BACKOFF, MAX_CAMERA_FAILURES};
@@ -44,10 +46,13 @@ use crate::camera;
 use crate::config::Settings;
 use crate::control::{ControlServer, Reply, Request};
 use crate::door::{Contact, Door, DoorConfig, DoorEvent, Mode};
+use crate::http::HttpServer;
 use crate::indicator::{Indicator, Signal};
 use crate::inputs::{DoorContact, InputEvent, Inputs, InputsBackend};
+use crate::metrics::{Metrics, Outcome, Stage};
 use crate::notify::Notifier;
 use crate::policy::{Action, Observation, Policy};
+use crate::preview::PreviewFeed;
 use crate::relay::{Claim, LockState, Relay};
 use crate::rollback::StateDir;
 use crate::schedule::{self, Civil};
@@ -75,6 +80,8 @@ pub enum Input {
     Command(Command),
     /// A door input: the contact, the exit button, fire release, or a read error.
     Door(InputEvent),
+    /// A new classifier is in service.
+    Reloaded(ClassifierInfo),
 }
 
 /// A front-end's request, with who asked and where the answer goes. The door loop answers
@@ -144,6 +151,12 @@ pub struct Service {
     last_faces: Vec<Recognized>,
     /// The enrolled people at start, for the start record.
     enrolled: Vec<String>,
+    /// The classifier in service.
+    classifier: ClassifierInfo,
+    metrics: Arc<Metrics>,
+    fps: FpsMeter,
+    /// Kept for the life of the service; stops serving when dropped.
+    _http: Option<HttpServer>,
     door: Door,
     state: StateDir,
     board: StatusBoard,
@@ -232,6 +245,10 @@ impl Service {
         relay.set(LockState::Locked)?;
         let audit = AuditLog::open(&settings.audit)?;
         let enrolled = recognizer.labels();
+        let classifier = recognizer.info();
+        let photos = recognizer.photos();
+        let metrics = Arc::new(Metrics::new());
+        let preview = PreviewFeed::default();
         let state = StateDir::new(&settings.state.dir);
         let mode = modes::load(&state)?;
         let door = Door::new(door_config(&settings), mode);
@@ -240,6 +257,21 @@ impl Service {
         let board = StatusBoard::default();
         let control = match &settings.control {
             Some(control) => Some(crate::control::serve(control, tx.clone(), board.clone())?),
+            None => None,
+        };
+        let http = match &settings.http {
+            Some(http) => Some(crate::http::serve(
+                http,
+                crate::http::Shared {
+                    inputs: tx.clone(),
+                    board: board.clone(),
+                    metrics: metrics.clone(),
+                    photos,
+                    preview: preview.clone(),
+                    reload: signals.reload.clone(),
+                    settings: settings.clone(),
+                },
+            )?),
             None => None,
         };
         // The inputs report their first state (door, fire) before `start` returns, into
@@ -281,6 +313,8 @@ impl Service {
             heartbeat: heartbeat.clone(),
             notifier: notifier.clone(),
             camera_backoff,
+            metrics: metrics.clone(),
+            preview,
         };
         let (started_tx, started) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -319,6 +353,10 @@ impl Service {
             last_frame: None,
             last_faces: Vec::new(),
             enrolled,
+            classifier,
+            metrics,
+            fps: FpsMeter::default(),
+            _http: http,
             door,
             state,
             board,
@@ -410,6 +448,7 @@ impl Service {
     fn on_input(&mut self, input: Input) -> Result<()> {
         match input {
             Input::Seen(seen) => {
+                self.metrics.stage(Stage::Decide, seen.captured.elapsed());
                 let observation = Observation::from_recognized(&seen.faces);
                 let Seen { image, faces, .. } = *seen;
                 self.last_faces = faces;
@@ -428,6 +467,11 @@ impl Service {
                 Ok(())
             }
             Input::Fatal(reason) => Err(anyhow!(reason)),
+            Input::Reloaded(info) => {
+                self.enrolled = info.people.clone();
+                self.classifier = info;
+                Ok(())
+            }
             Input::Command(command) => self.on_command(command),
             Input::Door(event) => {
                 let now = Instant::now();
@@ -568,16 +612,20 @@ impl Service {
             fire_release: door.fire,
             recognition: self.policy.state().to_string(),
             enrolled: self.enrolled.clone(),
+            classifier: self.classifier.clone(),
+            camera_fps: self.fps.fps(),
             last_decision: self.last_decision.clone(),
             camera_ok: self.heartbeat.age() <= VISION_STALL_LIMIT,
             started: self.started_wall.clone(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
             version: env!("CARGO_PKG_VERSION").into(),
+            published: Some(Instant::now()),
         }
     }
 
     /// Publishes the status snapshot for the front-ends.
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.fps.count(Instant::now(), self.metrics.frames());
         let status = self.status();
         self.board.update(|s| *s = status);
     }
@@ -674,6 +722,10 @@ impl Service {
                             ..record
                         },
                     };
+                    self.metrics.decision(match refusal {
+                        None => Outcome::Unlock,
+                        Some(_) => Outcome::Refused,
+                    });
                     self.decided(record.event, Some(person.clone()));
                     self.record_with_snapshot(record);
                     let rest = rest
@@ -689,6 +741,7 @@ impl Service {
                 // decides when the strike locks.
                 Action::Relock { .. } => {}
                 Action::DeniedUnknown { .. } => {
+                    self.metrics.decision(Outcome::DeniedUnknown);
                     self.show(Signal::Refused);
                     self.decided(Event::DeniedUnknown, None);
                     self.record_with_snapshot(Record::from_action(&action));
@@ -754,16 +807,19 @@ impl Service {
                     continue;
                 }
                 DoorEvent::Refused { request, reason } => {
+                    self.metrics.decision(Outcome::Refused);
                     self.show(Signal::Refused);
                     Record::new(Event::Refused).message(format!("{request}: {reason}"))
                 }
                 DoorEvent::ManualUnlock { by, reason, secs } => {
+                    self.metrics.decision(Outcome::ManualUnlock);
                     self.decided(Event::ManualUnlock, None);
                     Record::new(Event::ManualUnlock)
                         .by(by)
                         .message(format!("{secs:.1} s: {reason}"))
                 }
                 DoorEvent::Exit => {
+                    self.metrics.decision(Outcome::Exit);
                     self.decided(Event::Exit, None);
                     Record::new(Event::Exit)
                 }
@@ -841,6 +897,42 @@ impl Service {
     /// The settings in service.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The counters `/metrics` serves.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Where the HTTP API listens, when it is on (its port may have been chosen by the
+    /// system: `http.listen = "127.0.0.1:0"`).
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self._http.as_ref().map(HttpServer::local_addr)
+    }
+}
+
+/// Camera frames a second over a sliding window of a few seconds.
+#[derive(Debug, Default)]
+struct FpsMeter {
+    /// (time, frames counted) at the start of the window.
+    start: Option<(Instant, u64)>,
+    fps: f64,
+}
+
+impl FpsMeter {
+    const WINDOW: Duration = Duration::from_secs(2);
+
+    fn count(&mut self, now: Instant, frames: u64) {
+        let start = *self.start.get_or_insert((now, frames));
+        let elapsed = now.saturating_duration_since(start.0);
+        if elapsed >= Self::WINDOW {
+            self.fps = frames.saturating_sub(start.1) as f64 / elapsed.as_secs_f64();
+            self.start = Some((now, frames));
+        }
+    }
+
+    fn fps(&self) -> f64 {
+        self.fps
     }
 }
 

@@ -2,8 +2,11 @@
 //! front-ends read it without ever waiting on the loop.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::recognizer::ClassifierInfo;
 
 /// What the lock is doing, as front-ends show it. Names and states only; no embeddings,
 /// no images.
@@ -25,6 +28,10 @@ pub struct Status {
     pub recognition: String,
     /// The enrolled people.
     pub enrolled: Vec<String>,
+    /// The classifier in service.
+    pub classifier: ClassifierInfo,
+    /// Frames a second read from the camera, over the last few seconds.
+    pub camera_fps: f64,
     /// The last access decision, e.g. "unlock ada" or "denied-unknown", with its time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<Decision>,
@@ -34,12 +41,21 @@ pub struct Status {
     pub started: String,
     pub uptime_secs: f64,
     pub version: String,
+    /// When the door loop published this snapshot.
+    #[serde(skip)]
+    pub published: Option<Instant>,
 }
 
 impl Status {
     /// One line: lock, door and mode, e.g. `locked, door closed, mode normal`.
     pub fn line(&self) -> String {
         format!("{}, door {}, mode {}", self.lock, self.door, self.mode)
+    }
+
+    /// Whether the door loop published this within `limit` (it publishes every 50 ms while
+    /// it runs).
+    pub fn fresh(&self, limit: Duration) -> bool {
+        self.published.is_some_and(|t| t.elapsed() <= limit)
     }
 }
 

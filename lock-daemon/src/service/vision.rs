@@ -11,7 +11,9 @@ use crate::audit::{Event, Record};
 use crate::camera::{self, CameraError, Frame, FrameSource};
 use crate::clock;
 use crate::config::Settings;
+use crate::metrics::{Metrics, Stage};
 use crate::notify::Notifier;
+use crate::preview::PreviewFeed;
 use crate::scene::IdleSkip;
 
 use super::pace::PaceCheck;
@@ -62,6 +64,8 @@ pub(super) struct Vision<R> {
     pub heartbeat: Heartbeat,
     pub notifier: Arc<Notifier>,
     pub camera_backoff: Duration,
+    pub metrics: Arc<Metrics>,
+    pub preview: PreviewFeed,
 }
 
 /// The vision thread's working state.
@@ -121,8 +125,11 @@ impl<R: Recognizer> Running<R> {
         while !self.stopping() {
             self.v.heartbeat.beat();
             self.maybe_reload(Instant::now())?;
+            let reading = Instant::now();
             match camera.next_frame(timeout) {
                 Ok(Some(frame)) => {
+                    self.v.metrics.frame();
+                    self.v.metrics.stage(Stage::Capture, reading.elapsed());
                     self.failures = 0;
                     self.on_frame(frame)?;
                 }
@@ -205,6 +212,18 @@ impl<R: Recognizer> Running<R> {
         };
         self.idle.recognised(&image, faces.len(), started);
         self.stats.recognised(started);
+        self.v.metrics.frame_recognized(faces.len());
+        self.v.metrics.stage(Stage::Recognize, started.elapsed());
+        if let Some((detect, embed)) = self.v.recognizer.stage_times() {
+            self.v.metrics.stage(Stage::Detect, detect);
+            if !faces.is_empty() {
+                self.v.metrics.stage(Stage::Embed, embed);
+            }
+        }
+        let recognizer = &self.v.recognizer;
+        self.v
+            .preview
+            .offer(Instant::now(), &image, &faces, || recognizer.small_faces());
         if !faces.is_empty() {
             let policy = &self.v.settings.policy;
             if let Some(warning) = self.pace.face_frame(
@@ -233,6 +252,7 @@ impl<R: Recognizer> Running<R> {
     /// camera. After [`MAX_CAMERA_FAILURES`] in a row it gives up.
     fn reopen_after(&mut self, e: CameraError) -> Result<Box<dyn FrameSource>, Gone> {
         self.failures += 1;
+        self.v.metrics.camera_error();
         log::error!(
             "camera failure {}/{MAX_CAMERA_FAILURES}: {e}",
             self.failures
@@ -268,13 +288,17 @@ impl<R: Recognizer> Running<R> {
         if !(signalled || self.watch.changed(now)) {
             return Ok(());
         }
+        self.watch.absorb();
         let _ = self.v.notifier.reloading();
         let record = match self.v.recognizer.reload() {
             Ok(labels) => {
                 log::info!("classifier reloaded: {labels}");
+                self.v.metrics.reload(true);
+                self.send(Input::Reloaded(self.v.recognizer.info()))?;
                 Record::new(Event::Reload).message(format!("enrolled: {labels}"))
             }
             Err(e) => {
+                self.v.metrics.reload(false);
                 log::error!("new classifier refused, the previous one stays in service: {e:#}");
                 Record::new(Event::ReloadRefused).message(format!("{e:#}"))
             }

@@ -34,6 +34,14 @@ impl FileWatch {
         Some((m.ino(), m.len(), m.modified().ok()?))
     }
 
+    /// Takes the file as it is now as seen (after a reload asked for another way, so the
+    /// same change does not reload twice).
+    pub fn absorb(&mut self) {
+        if let Some(stamp) = Self::read(&self.path) {
+            self.stamp = Some(stamp);
+        }
+    }
+
     /// True once per change, checked at most every `every`.
     pub fn changed(&mut self, now: Instant) -> bool {
         if self.last_check.is_some_and(|t| now - t < self.every) {

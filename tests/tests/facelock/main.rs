@@ -7,6 +7,7 @@ mod door_control;
 mod failsafe;
 mod golden;
 mod hostile_input;
+mod http_api;
 mod models;
 mod support;
 mod training;

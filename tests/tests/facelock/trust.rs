@@ -37,13 +37,13 @@ pub(crate) fn created_in(bytes: &[u8], year: &str) -> Vec<u8> {
 }
 
 /// A signing key with its public half as PEM.
-struct Signer {
-    key: signature::SigningKey,
-    public_pem: String,
+pub(crate) struct Signer {
+    pub(crate) key: signature::SigningKey,
+    pub(crate) public_pem: String,
 }
 
 impl Signer {
-    fn new() -> Signer {
+    pub(crate) fn new() -> Signer {
         let keys = signature::keygen();
         Signer {
             key: signature::signing_key_from_pem(&keys.private_pem, Path::new("test.key")).unwrap(),
@@ -52,12 +52,12 @@ impl Signer {
     }
 
     /// A: the whole sample set, ben_afflek enrolled, made in 2020.
-    fn older_with_ben(&self) -> Vec<u8> {
+    pub(crate) fn older_with_ben(&self) -> Vec<u8> {
         signature::sign(&created_in(&sample_classifier().0.bytes, "2020"), &self.key)
     }
 
     /// B: ben_afflek removed, made in 2021.
-    fn newer_without_ben(&self) -> Vec<u8> {
+    pub(crate) fn newer_without_ben(&self) -> Vec<u8> {
         signature::sign(
             &created_in(&classifier_without_ben().0.bytes, "2021"),
             &self.key,
