@@ -16,6 +16,13 @@ systemd-analyze verify "$tmp/lock-daemon.service"
 # Fail if the sandbox gets weaker than "SAFE" (exposure above 2.0).
 systemd-analyze security --offline=yes --threshold=20 "$tmp/lock-daemon.service" | tail -1
 echo "verify.sh: lock-daemon.service OK"
+# With the HTTP API's drop-in: network for the API only, still "SAFE" or better.
+mkdir "$tmp/lock-daemon.service.d"
+cp "$here/lock-daemon-http.conf" "$tmp/lock-daemon.service.d/http.conf"
+systemd-analyze verify "$tmp/lock-daemon.service"
+systemd-analyze security --offline=yes --threshold=30 "$tmp/lock-daemon.service" | tail -1
+rm -r "$tmp/lock-daemon.service.d"
+echo "verify.sh: lock-daemon.service with lock-daemon-http.conf OK"
 # The optional CSI camera feed (its ExecStart is /bin/sh, which exists everywhere).
 cp "$here/facelock-camera.service" "$tmp/"
 systemd-analyze verify "$tmp/facelock-camera.service"

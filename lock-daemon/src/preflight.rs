@@ -75,6 +75,12 @@ pub fn check(config: &Path, models: Models) -> Report {
     if let Err(e) = camera_source(&settings) {
         problems.push(e);
     }
+    // The HTTP API's certificate and key load exactly as `run` loads them.
+    if let Some(tls) = settings.http.as_ref().and_then(|h| h.tls.as_ref()) {
+        if let Err(e) = crate::http::check_tls(tls) {
+            problems.push(e.to_string());
+        }
+    }
     let mut writable = vec![
         ("audit.log", settings.audit.log.clone(), Kind::File),
         ("state.dir", settings.state.dir.clone(), Kind::Dir),

@@ -111,6 +111,11 @@ impl Drop for HttpServer {
     }
 }
 
+/// Loads the certificate and key as [`serve`] would (for `check-config`).
+pub fn check_tls(settings: &TlsSettings) -> Result<(), HttpError> {
+    tls::acceptor(settings).map(drop)
+}
+
 /// Binds the address, loads the TLS certificate, and serves on a thread of its own.
 pub fn serve(settings: &HttpSettings, shared: Shared) -> Result<HttpServer, HttpError> {
     let tls = settings.tls.as_ref().map(tls::acceptor).transpose()?;
@@ -124,6 +129,11 @@ pub fn serve(settings: &HttpSettings, shared: Shared) -> Result<HttpServer, Http
                 "ports below 1024 need privileges the service does not have; use 8080 or 8443"
             }
             std::io::ErrorKind::AddrNotAvailable => "this machine has no such address",
+            // EAFNOSUPPORT: RestrictAddressFamilies=AF_UNIX in the hardened unit.
+            _ if source.raw_os_error() == Some(97) => {
+                "the service may not open network sockets: under systemd, install the \
+                 drop-in /usr/share/facelock/lock-daemon-http.conf (docs/deployment.md)"
+            }
             _ => "check http.listen",
         };
         HttpError::Bind { addr, source, hint }
