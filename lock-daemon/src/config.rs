@@ -1398,6 +1398,11 @@ impl Validator<'_> {
     }
 
     fn http(&self, raw: RawHttp) -> Result<Option<HttpSettings>, ConfigError> {
+        // The hash a token entry would have, to find duplicates before validating it.
+        let hash_of = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|t| crate::http::auth::parse_hash(t).ok())
+        };
         use crate::http::auth::{parse_hash, Scope, TokenEntry};
         use crate::http::settings::{DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS};
         if !raw.enabled.unwrap_or(false) {
@@ -1481,6 +1486,14 @@ impl Validator<'_> {
                     "use a short plain name such as \"home-assistant\"",
                 ));
             }
+            if tokens.iter().any(|t| Some(t.hash) == hash_of(&raw.hash)) {
+                return Err(self.invalid(
+                    &key("hash"),
+                    "is the hash of a token another entry has already",
+                    "give every client its own token (`lock-daemon token new NAME --scope \
+                     ...`), so the audit log tells them apart",
+                ));
+            }
             if tokens.iter().any(|t| t.name == name) {
                 return Err(self.invalid(
                     &key("name"),
@@ -1522,7 +1535,7 @@ impl Validator<'_> {
                 })?;
             tokens.push(TokenEntry { name, hash, scopes });
         }
-        if tokens.is_empty() && !compat_without_token {
+        if tokens.is_empty() && !compat_without_token && !metrics_without_token {
             return Err(self.invalid(
                 "http.token",
                 "is empty: with no token, nothing but /healthz could be used",
@@ -2099,5 +2112,70 @@ mod tests {
         );
         assert_eq!(s.relay.lock_type, LockType::FailSecure);
         assert!(s.door.relock_on_close);
+    }
+
+    #[test]
+    fn the_http_api_is_off_by_default_and_on_loopback_8080_when_enabled() {
+        assert!(parse(MINIMAL).unwrap().http.is_none());
+        let token = crate::http::auth::hash_text(&crate::http::auth::hash_token("flk_x"));
+        let text = format!(
+            "{MINIMAL}\n[http]\nenabled = true\n[[http.token]]\nname = \"admin\"\n\
+             hash = \"{token}\"\nscopes = [\"admin\"]\n"
+        );
+        let http = parse(&text).unwrap().http.unwrap();
+        assert_eq!(http.listen.to_string(), "127.0.0.1:8080");
+        assert!(http.tls.is_none() && !http.preview && !http.compat_without_token);
+        assert_eq!(http.tokens[0].name, "admin");
+        assert!(http.tokens[0].allows(crate::http::auth::Scope::Unlock));
+    }
+
+    #[test]
+    fn unsafe_or_broken_http_settings_name_the_key_and_the_fix() {
+        let hash = |t: &str| crate::http::auth::hash_text(&crate::http::auth::hash_token(t));
+        let token = |name: &str, hash: &str, scopes: &str| {
+            format!("[[http.token]]\nname = \"{name}\"\nhash = \"{hash}\"\nscopes = {scopes}\n")
+        };
+        let ok_token = token("admin", &hash("flk_a"), "[\"admin\"]");
+        let http = |keys: &str, tokens: &str| {
+            format!("{MINIMAL}\n[http]\nenabled = true\n{keys}\n{tokens}")
+        };
+        let cases = [
+            (http("listen = \"0.0.0.0:8080\"", &ok_token), "`http.listen`", "clear text"),
+            (http("listen = \"lock:80\"", &ok_token), "`http.listen`", "address and port"),
+            (http("tls_cert = \"c.pem\"", &ok_token), "`http.tls_cert`", "together"),
+            (
+                http("listen = \"[::]:8443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ncompat_without_token = true", &ok_token),
+                "`http.compat_without_token`",
+                "loopback",
+            ),
+            (
+                http("listen = \"0.0.0.0:8443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nmetrics_without_token = true", &ok_token),
+                "`http.metrics_without_token`",
+                "loopback",
+            ),
+            (http("", ""), "`http.token`", "token new"),
+            (http("", &token("admin", "flk_leaked", "[\"admin\"]")), "`http.token[0].hash`", "treat the token"),
+            (http("", &token("admin", "sha256:abcd", "[\"admin\"]")), "`http.token[0].hash`", "64"),
+            (http("", &token("admin", &hash("flk_a"), "[]")), "`http.token[0].scopes`", "read"),
+            (http("", &token("admin", &hash("flk_a"), "[\"root\"]")), "`http.token[0].scopes`", "unknown scope"),
+            (
+                http("", &format!("{ok_token}{}", token("admin", &hash("flk_b"), "[\"read\"]"))),
+                "`http.token[1].name`",
+                "another token",
+            ),
+            (
+                http("", &format!("{ok_token}{}", token("other", &hash("flk_a"), "[\"read\"]"))),
+                "`http.token[1].hash`",
+                "own token",
+            ),
+            (http("max_connections = 0", &ok_token), "`http.max_connections`", "out of range"),
+        ];
+        for (text, key, fix) in cases {
+            let message = error(&text);
+            assert!(message.contains(key), "{key}: {message}");
+            assert!(message.contains(fix), "{fix}: {message}");
+        }
+        // A typo is named like any other.
+        assert!(error(&http("enable = true", &ok_token)).contains("enable"));
     }
 }

@@ -309,6 +309,17 @@ fn trust_checks_bytes(
     Ok((classifier, rollback, sha256))
 }
 
+/// Why an uploaded classifier was not put into place.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InstallError {
+    /// It failed a trust check (signature, embedder, rollback) or is not a classifier.
+    #[error("{0}")]
+    Refused(String),
+    /// It passed, but could not be written (the lock's problem, not the file's).
+    #[error("{0}")]
+    Write(String),
+}
+
 /// A classifier file uploaded over the HTTP API and written into place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Installed {
@@ -329,12 +340,14 @@ pub fn install_classifier(
     settings: &Settings,
     pipeline: &FacePipeline,
     bytes: &[u8],
-) -> Result<Installed> {
+) -> Result<Installed, InstallError> {
     use std::io::Write as _;
     let target = &settings.recognition.classifier;
-    let shown = Path::new("uploaded classifier");
+    let shown = Path::new("(uploaded)");
     let state = StateDir::new(&settings.state.dir);
-    let in_service = state.in_service()?;
+    let in_service = state
+        .in_service()
+        .map_err(|e| InstallError::Write(format!("{e:#}")))?;
     let (classifier, _, sha256) = trust_checks_bytes(
         shown,
         bytes,
@@ -342,7 +355,8 @@ pub fn install_classifier(
         Some(pipeline),
         &state,
         in_service.as_ref(),
-    )?;
+    )
+    .map_err(|e| InstallError::Refused(format!("{e:#}")))?;
     let classifier = classifier.expect("a pipeline was given");
     let dir = target
         .parent()
@@ -363,11 +377,12 @@ pub fn install_classifier(
     };
     if let Err(e) = write() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow::anyhow!(
-            "cannot write {}: {e}; the service user needs write access to {}              (ReadWritePaths in the unit)",
+        return Err(InstallError::Write(format!(
+            "cannot write {}: {e}; the service user needs write access to {} (see \
+             lock-daemon-http.conf in docs/deployment.md)",
             target.display(),
             dir.display()
-        ));
+        )));
     }
     Ok(Installed {
         people: classifier.labels().to_vec(),

@@ -520,6 +520,12 @@ fn push(
         timeout: std::time::Duration::from_secs(timeout_secs),
     };
     let pushed = push_bytes(&target, &token.token, &local.bytes, &options)?;
+    if !pushed.ok {
+        eprintln!(
+            "warning: the lock wrote and checked the classifier but has not confirmed it in \
+             service yet; check its events (reload / reload-refused)"
+        );
+    }
     if !pushed.message.is_empty() {
         println!("lock: {}", pushed.message);
     }

@@ -453,6 +453,10 @@ impl Default for ClientOptions {
 /// The lock's answer to a successful push.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Pushed {
+    /// Whether the lock confirmed the classifier in service (false with 202: written and
+    /// checked, the reload still pending).
+    #[serde(default = "yes")]
+    pub ok: bool,
     #[serde(default)]
     pub message: String,
     /// The people the classifier now in service enrols.
@@ -549,7 +553,8 @@ pub fn push_bytes(
         .lossy_utf8(true)
         .read_to_string()
         .unwrap_or_default();
-    if status != 200 {
+    // 202: checked and written, but the lock did not confirm it in service in time.
+    if status != 200 && status != 202 {
         return Err(PushError::Status {
             status,
             server: server_error(&text),
@@ -571,6 +576,10 @@ pub fn push_bytes(
         });
     }
     Ok(pushed)
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The `error` field of a JSON answer; failing that, a short plain-text answer.

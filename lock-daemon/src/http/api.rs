@@ -91,6 +91,8 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/classifier", put(upload_classifier))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        // Every handler reads its body itself, with its own limit and time limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
@@ -382,11 +384,15 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 /// The door loop publishes every 50 ms; older than this, it is stuck.
 const LOOP_ALIVE: Duration = Duration::from_secs(2);
+/// A camera without a frame for this long is not delivering (a stalled driver, an
+/// unplugged cable, a replay that ended).
+const CAMERA_SILENT_SECS: f64 = 5.0;
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let status = app.shared.board.get();
     let alive = status.fresh(LOOP_ALIVE);
-    if alive && status.camera_ok {
+    let delivering = status.camera_ok && status.last_frame_secs <= CAMERA_SILENT_SECS;
+    if alive && delivering {
         (StatusCode::OK, Json(json!({"ok": true}))).into_response()
     } else {
         let why = if alive {
@@ -503,10 +509,16 @@ fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(request: &Request) -> 
 
 async fn snapshot(
     State(app): State<Arc<App>>,
-    UrlPath(id): UrlPath<u64>,
+    UrlPath(id): UrlPath<String>,
     request: Request,
 ) -> ApiResult {
     authorize(&app, &request, Scope::Read)?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the event id is a number (the `id` of an event from /api/v1/events)",
+        )
+    })?;
     let Some(snapshots) = app.shared.settings.audit.snapshots.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -651,14 +663,14 @@ async fn compat_recognize(State(app): State<Arc<App>>, request: Request) -> ApiR
         while let Some(mut field) = multipart
             .next_field()
             .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?
         {
             let name = field.name().unwrap_or("").to_owned();
             let mut data = Vec::new();
             while let Some(chunk) = field
                 .chunk()
                 .await
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?
+                .map_err(|e| ApiError::new(e.status(), e.body_text()))?
             {
                 total += chunk.len();
                 if total > MAX_PHOTO_BYTES {
@@ -773,7 +785,7 @@ async fn unlock(State(app): State<Arc<App>>, request: Request) -> ApiResult {
     let caller = authorize(&app, &request, Scope::Unlock)?;
     let body: UnlockBody = json_body(request).await?;
     let reason = body.reason.trim();
-    if reason.is_empty() || reason.len() > 200 || reason.chars().any(char::is_control) {
+    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "reason must be 1 to 200 characters of plain text (it goes into the audit log)",
@@ -964,14 +976,18 @@ async fn upload_classifier(State(app): State<Arc<App>>, request: Request) -> Api
     let installed = match installed {
         Ok(installed) => installed,
         Err(e) => {
-            let message = format!("{e:#}");
+            let status = match e {
+                crate::recognizer::InstallError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                crate::recognizer::InstallError::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let message = e.to_string();
             app.audit(
                 Record::new(Event::Refused)
                     .by(caller.by())
                     .message(format!("classifier upload: {message}")),
             );
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                status,
                 format!("{message}; the classifier in service is unchanged"),
             ));
         }

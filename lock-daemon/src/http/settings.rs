@@ -8,7 +8,8 @@ use super::auth::TokenEntry;
 /// The default address: loopback only (put a reverse proxy in front, or turn TLS on to
 /// listen on the network).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Connections served at once; more wait in the kernel's backlog.
+/// Connections served at once; more wait up to `QUEUE_WAIT` for a place (as many again at
+/// most), and are closed after that.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
 
 /// The validated `[http]` section (present only when `http.enabled = true`).

@@ -614,6 +614,7 @@ impl Service {
             enrolled: self.enrolled.clone(),
             classifier: self.classifier.clone(),
             camera_fps: self.fps.fps(),
+            last_frame_secs: self.fps.since_last_frame(Instant::now()),
             last_decision: self.last_decision.clone(),
             camera_ok: self.heartbeat.age() <= VISION_STALL_LIMIT,
             started: self.started_wall.clone(),
@@ -917,12 +918,17 @@ struct FpsMeter {
     /// (time, frames counted) at the start of the window.
     start: Option<(Instant, u64)>,
     fps: f64,
+    /// When the frame count last moved.
+    last_frame: Option<(Instant, u64)>,
 }
 
 impl FpsMeter {
     const WINDOW: Duration = Duration::from_secs(2);
 
     fn count(&mut self, now: Instant, frames: u64) {
+        if self.last_frame.is_none_or(|(_, n)| frames != n) {
+            self.last_frame = Some((now, frames));
+        }
         let start = *self.start.get_or_insert((now, frames));
         let elapsed = now.saturating_duration_since(start.0);
         if elapsed >= Self::WINDOW {
@@ -933,6 +939,12 @@ impl FpsMeter {
 
     fn fps(&self) -> f64 {
         self.fps
+    }
+
+    /// Seconds since the last frame arrived (since the start, before the first).
+    fn since_last_frame(&self, now: Instant) -> f64 {
+        self.last_frame
+            .map_or(0.0, |(t, _)| now.saturating_duration_since(t).as_secs_f64())
     }
 }
 

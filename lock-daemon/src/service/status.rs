@@ -32,6 +32,8 @@ pub struct Status {
     pub classifier: ClassifierInfo,
     /// Frames a second read from the camera, over the last few seconds.
     pub camera_fps: f64,
+    /// Seconds since the camera last delivered a frame.
+    pub last_frame_secs: f64,
     /// The last access decision, e.g. "unlock ada" or "denied-unknown", with its time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<Decision>,

@@ -528,8 +528,81 @@ fn recognize_agrees_with_trainer_recognize_and_the_compat_route_answers_like_the
     );
     assert_eq!(reply.status, 400);
     assert!(reply.json()["message"].as_str().unwrap().contains("image"));
+    // One photo at a time: simultaneous requests beyond that get 503 with Retry-After, at
+    // once, rather than queueing behind the door's own recognition.
+    let big = {
+        let photo = image::open(&chosen[0]).unwrap();
+        let big = photo.resize(2000, 2000, image::imageops::FilterType::Triangle);
+        let mut jpeg = Vec::new();
+        big.to_rgb8()
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        std::sync::Arc::new(jpeg)
+    };
+    let api = std::sync::Arc::new(api);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let answers: Vec<(u16, Option<String>)> = (0..6)
+        .map(|_| {
+            let (api, big, barrier) = (api.clone(), big.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let r = api.call(
+                    "POST",
+                    "/api/v1/recognize",
+                    Some(&api.tokens.read),
+                    Some(("image/jpeg", &big)),
+                );
+                (r.status, r.retry_after)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(answers.iter().any(|a| a.0 == 200), "{answers:?}");
+    assert!(
+        answers.iter().any(|a| a.0 == 503 && a.1.is_some()),
+        "{answers:?}"
+    );
+    let api = std::sync::Arc::into_inner(api).unwrap();
     // Recognition never unlocks.
     assert_eq!(api.lock.unlocks(), 0);
+    api.stop();
+}
+
+#[test]
+fn healthz_turns_503_when_the_camera_stops_delivering() {
+    let lock = Lock::new(
+        &sample_classifier().0.bytes,
+        Timing {
+            looping: false,
+            ..LOOPING
+        },
+        None,
+    );
+    lock.add_frames(&empty_hallway(), 3);
+    let api = start(lock, "", None);
+    let started = Instant::now();
+    let reply = loop {
+        let reply = api.get("/healthz", None);
+        if reply.status != 200 {
+            break reply;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(reply.status, 503);
+    assert!(reply.json()["error"].as_str().unwrap().contains("camera"));
+    // The details are for token holders.
+    let status = api.get("/api/v1/status", Some(&api.tokens.read)).json();
+    assert!(
+        status["last_frame_secs"].as_f64().unwrap() > 5.0,
+        "{status}"
+    );
+    assert_eq!(status["lock"], "locked");
     api.stop();
 }
 
