@@ -72,7 +72,8 @@ pub fn read(log: &Path, since: Option<&Since>, limit: usize) -> std::io::Result<
         let n = (&mut reader)
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut line)?;
-        if n == 0 {
+        if n == 0 || line.last() != Some(&b'\n') && line.len() <= MAX_LINE {
+            // The end, or a last line still being written: it gets its id once complete.
             break;
         }
         if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
@@ -109,9 +110,16 @@ pub fn read(log: &Path, since: Option<&Since>, limit: usize) -> std::io::Result<
             events.pop_front();
         }
     }
+    // A full page after `since` ends at its last event: the next page starts there.
+    let last_id = match (since, events.back()) {
+        (Some(_), Some(last)) if events.len() >= limit => {
+            last.get("id").and_then(Value::as_u64).unwrap_or(id)
+        }
+        _ => id,
+    };
     Ok(Page {
         events: events.into(),
-        last_id: id,
+        last_id,
     })
 }
 
@@ -183,6 +191,13 @@ mod tests {
         let file = log(&LINES);
         let page = read(file.path(), Some(&Since::Id(1)), 2).unwrap();
         assert_eq!(ids(&page), [2, 4]);
+        assert_eq!(
+            page.last_id, 4,
+            "the next page starts after the last event returned"
+        );
+        let next = read(file.path(), Some(&Since::Id(page.last_id)), 2).unwrap();
+        assert_eq!(ids(&next), [5]);
+        assert_eq!(next.last_id, 5);
         let page = read(file.path(), Some(&Since::Id(5)), 10).unwrap();
         assert!(page.events.is_empty());
     }
@@ -196,6 +211,15 @@ mod tests {
             .parse::<Since>()
             .unwrap_err()
             .contains("RFC 3339"));
+    }
+
+    #[test]
+    fn a_last_line_still_being_written_waits_for_its_newline() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), format!("{}\n{{\"time\":\"2026", LINES[0])).unwrap();
+        let page = read(file.path(), None, 10).unwrap();
+        assert_eq!(ids(&page), [1]);
+        assert_eq!(page.last_id, 1);
     }
 
     #[test]

@@ -366,7 +366,14 @@ pub fn install_classifier(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "classifier.onnx".into());
-    let tmp = dir.join(format!(".{name}.upload"));
+    // Unique, so a second install (which the API does not allow) could never share it.
+    let tmp = dir.join(format!(
+        ".{name}.upload-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;

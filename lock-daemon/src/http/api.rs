@@ -53,7 +53,7 @@ pub(super) struct App {
     /// Reads of the audit log at a time.
     reading: Arc<Semaphore>,
     /// One classifier upload at a time.
-    uploading: tokio::sync::Mutex<()>,
+    uploading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl App {
@@ -63,7 +63,7 @@ impl App {
             audited_failures: Mutex::new(Limiter::new(AUDITED_FAILURES, 1024)),
             recognizing: Arc::new(Semaphore::new(1)),
             reading: Arc::new(Semaphore::new(2)),
-            uploading: tokio::sync::Mutex::new(()),
+            uploading: Arc::new(tokio::sync::Mutex::new(())),
             settings: settings.clone(),
             shared,
         })
@@ -84,7 +84,13 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/{id}/snapshot", get(snapshot))
         .route("/api/v1/recognize", post(recognize))
-        .route("/face-recognition", post(compat_recognize))
+        // The form as a whole (headers included) is limited, not only its fields.
+        .route(
+            "/face-recognition",
+            post(compat_recognize).layer(axum::extract::DefaultBodyLimit::max(
+                MAX_PHOTO_BYTES + 64 * 1024,
+            )),
+        )
         .route("/api/v1/door/unlock", post(unlock))
         .route("/api/v1/door/mode", put(set_mode))
         .route("/api/v1/preview.mjpeg", get(preview))
@@ -567,18 +573,25 @@ async fn snapshot(
 // Recognition of uploaded photos
 // -----------------------------------------------------------------------------------------
 
-/// Recognises one photo on a helper thread, one at a time (503 when busy).
-async fn recognize_photo(app: &App, bytes: Bytes) -> ApiResult<PhotoResult> {
+/// The one place to recognise an uploaded photo, taken before its body is read (so at most
+/// one photo body is in memory); 503 when taken.
+fn recognition_permit(app: &App) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    app.recognizing.clone().try_acquire_owned().map_err(|_| {
+        app.shared.metrics.busy();
+        busy("busy recognising another photo; retry in a second (the door comes first)")
+    })
+}
+
+/// Recognises one photo on a helper thread, holding the permit until it is done.
+async fn recognize_photo(
+    app: &App,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    bytes: Bytes,
+) -> ApiResult<PhotoResult> {
     let Some(photos) = app.shared.photos.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "recognition of uploaded photos is not available in this service",
-        ));
-    };
-    let Ok(permit) = app.recognizing.clone().try_acquire_owned() else {
-        app.shared.metrics.busy();
-        return Err(busy(
-            "busy recognising another photo; retry in a second (the door comes first)",
         ));
     };
     let result = blocking(move || {
@@ -604,8 +617,9 @@ async fn recognize_photo(app: &App, bytes: Bytes) -> ApiResult<PhotoResult> {
 async fn recognize(State(app): State<Arc<App>>, request: Request) -> ApiResult {
     authorize(&app, &request, Scope::Read)?;
     require_type(request.headers(), &["image/jpeg", "image/png"])?;
+    let permit = recognition_permit(&app)?;
     let bytes = read_body(request, MAX_PHOTO_BYTES).await?;
-    let result = recognize_photo(&app, bytes).await?;
+    let result = recognize_photo(&app, permit, bytes).await?;
     let faces: Vec<Value> = result
         .faces
         .iter()
@@ -653,6 +667,7 @@ async fn compat_recognize(State(app): State<Arc<App>>, request: Request) -> ApiR
             "send the photo as multipart/form-data with a field named \"image\"",
         )));
     }
+    let permit = recognition_permit(&app).map_err(compat)?;
     use axum::extract::FromRequest as _;
     let mut multipart = axum::extract::Multipart::from_request(request, &())
         .await
@@ -709,7 +724,7 @@ async fn compat_recognize(State(app): State<Arc<App>>, request: Request) -> ApiR
             "No image provided: send it in a multipart field named \"image\"",
         )));
     };
-    let result = recognize_photo(&app, image).await.map_err(compat)?;
+    let result = recognize_photo(&app, permit, image).await.map_err(compat)?;
     let faces: Vec<Value> = result
         .faces
         .iter()
@@ -774,8 +789,15 @@ async fn command(app: &App, request: Command, by: String) -> ApiResult {
     let reply: Reply = blocking(move || control::submit(&inputs, request, &by)).await?;
     if reply.ok {
         Ok(Json(json!({"ok": true, "message": reply.message})).into_response())
-    } else if reply.message == control::STOPPING || reply.message == control::NO_ANSWER {
+    } else if reply.message == control::STOPPING {
         Err(busy(&reply.message))
+    } else if reply.message == control::NO_ANSWER {
+        // It may still be carried out: no Retry-After, the client checks the status.
+        Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the door loop did not answer in time; the command may still be carried out: \
+             check /api/v1/status before retrying",
+        ))
     } else {
         Err(ApiError::new(StatusCode::CONFLICT, reply.message))
     }
@@ -952,6 +974,10 @@ fn preview_jpeg(frame: &crate::preview::PreviewFrame, min_face_px: f32) -> Optio
 async fn upload_classifier(State(app): State<Arc<App>>, request: Request) -> ApiResult {
     let caller = authorize(&app, &request, Scope::Admin)?;
     require_type(request.headers(), &["application/octet-stream"])?;
+    // Held until the install on the helper thread is done, even if the client goes away.
+    let Ok(one_at_a_time) = app.uploading.clone().try_lock_owned() else {
+        return Err(busy("another classifier upload is in progress"));
+    };
     let bytes = read_body(request, MAX_CLASSIFIER_BYTES).await?;
     if bytes.is_empty() {
         return Err(ApiError::new(
@@ -965,11 +991,9 @@ async fn upload_classifier(State(app): State<Arc<App>>, request: Request) -> Api
             "classifier upload is not available in this service",
         ));
     };
-    let Ok(_one_at_a_time) = app.uploading.try_lock() else {
-        return Err(busy("another classifier upload is in progress"));
-    };
     let settings = app.shared.settings.clone();
     let installed = blocking(move || {
+        let _one_at_a_time = one_at_a_time;
         crate::recognizer::install_classifier(&settings, photos.pipeline(), &bytes)
     })
     .await?;

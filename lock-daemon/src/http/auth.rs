@@ -180,8 +180,10 @@ impl Authenticator {
     }
 
     /// Finds the token presented in `authorization` (the header's value, if any) and checks
-    /// its scope. A client (or everyone) over the failure limit is refused before its token
-    /// is even looked at, so guessing cannot continue at full speed.
+    /// its scope. A valid token is always let through: the limits apply to failures only,
+    /// so a flood of bad requests (which behind a reverse proxy all come from 127.0.0.1)
+    /// cannot lock out the clients that hold tokens. A client (or everyone) over the
+    /// failure limit gets 429 instead of 401, so guessing cannot continue at full speed.
     pub fn authorize(
         &mut self,
         authorization: Option<&[u8]>,
@@ -189,20 +191,18 @@ impl Authenticator {
         needs: Scope,
         now: Instant,
     ) -> Result<&TokenEntry, Denied> {
-        self.per_client
-            .check(&client, now)
-            .and_then(|()| self.overall.check(&(), now))
-            .map_err(|retry_after| Denied::Limited { retry_after })?;
-        let presented = match authorization.and_then(bearer) {
-            Some(token) => token,
-            None => {
-                self.failed(client, now);
-                return Err(Denied::Missing);
-            }
-        };
-        let Some(index) = self.find(presented) else {
+        let presented = authorization.and_then(bearer);
+        let found = presented.and_then(|token| self.find(token));
+        let Some(index) = found else {
+            self.per_client
+                .check(&client, now)
+                .and_then(|()| self.overall.check(&(), now))
+                .map_err(|retry_after| Denied::Limited { retry_after })?;
             self.failed(client, now);
-            return Err(Denied::Wrong);
+            return Err(match presented {
+                None => Denied::Missing,
+                Some(_) => Denied::Wrong,
+            });
         };
         let entry = &self.tokens[index];
         if entry.allows(needs) {
@@ -361,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn repeated_failures_lock_the_client_out_even_with_the_right_token_until_the_refill() {
+    fn repeated_failures_are_limited_but_never_lock_out_the_right_token() {
         let mut auth = Authenticator::new(vec![entry("reader", "flk_r", &[Scope::Read])]);
         let t0 = Instant::now();
         for _ in 0..FAILURES_PER_CLIENT.capacity {
@@ -372,9 +372,12 @@ mod tests {
             );
         }
         let limited = auth
-            .authorize(Some(&header("flk_r")), CLIENT, Scope::Read, t0)
+            .authorize(Some(&header("guess")), CLIENT, Scope::Read, t0)
             .unwrap_err();
         assert!(matches!(limited, Denied::Limited { .. }), "{limited:?}");
+        assert!(auth
+            .authorize(Some(&header("flk_r")), CLIENT, Scope::Read, t0)
+            .is_ok());
         // Another address is not affected.
         let other: IpAddr = "192.0.2.7".parse().unwrap();
         assert!(auth
