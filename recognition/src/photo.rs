@@ -254,6 +254,30 @@ fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
 /// marker segments from the start of the image up to the first scan. `None` when the
 /// bytes are not a JPEG or end before a frame header.
 pub fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    walk_segments(bytes, |marker, pos, _| match marker {
+        // A scan before any frame header.
+        0xDA => Some(None),
+        // SOFn, except DHT (C4), JPG (C8) and DAC (CC), which share the range.
+        0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+            // Length, precision (1 byte), height, width.
+            Some(bytes.get(pos + 2..pos + 7).map(|header| {
+                let height = u16::from_be_bytes([header[1], header[2]]);
+                let width = u16::from_be_bytes([header[3], header[4]]);
+                (u32::from(width), u32::from(height))
+            }))
+        }
+        _ => None,
+    })
+}
+
+/// Walks a JPEG's marker segments from the start of the image. `visit` gets each segment's
+/// marker, where its length field starts and its length, and ends the walk by returning
+/// `Some(answer)`. The walk gives `None` at another SOI or an EOI, at bytes that are not a
+/// marker, or at the end of the data.
+fn walk_segments<T>(
+    bytes: &[u8],
+    mut visit: impl FnMut(u8, usize, usize) -> Option<Option<T>>,
+) -> Option<T> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return None;
     }
@@ -271,21 +295,15 @@ pub fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
         match marker {
             // Markers without a length: TEM, RSTn.
             0x01 | 0xD0..=0xD7 => continue,
-            // Another SOI, EOI, or a scan before any frame header.
-            0xD8..=0xDA => return None,
+            0xD8 | 0xD9 => return None,
             _ => {}
         }
         let length = usize::from(u16::from_be_bytes([*bytes.get(pos)?, *bytes.get(pos + 1)?]));
         if length < 2 {
             return None;
         }
-        // SOFn, except DHT (C4), JPG (C8) and DAC (CC), which share the range.
-        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            // Length, precision (1 byte), height, width.
-            let header = bytes.get(pos + 2..pos + 7)?;
-            let height = u16::from_be_bytes([header[1], header[2]]);
-            let width = u16::from_be_bytes([header[3], header[4]]);
-            return Some((u32::from(width), u32::from(height)));
+        if let Some(answer) = visit(marker, pos, length) {
+            return answer;
         }
         pos += length;
     }
@@ -305,34 +323,9 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
 
 /// Where the first scan's entropy-coded data starts.
 fn first_scan(bytes: &[u8]) -> Option<usize> {
-    if !bytes.starts_with(&[0xFF, 0xD8]) {
-        return None;
-    }
-    let mut pos = 2;
-    loop {
-        if *bytes.get(pos)? != 0xFF {
-            return None;
-        }
-        while *bytes.get(pos + 1)? == 0xFF {
-            pos += 1;
-        }
-        let marker = bytes[pos + 1];
-        pos += 2;
-        if matches!(marker, 0x01 | 0xD0..=0xD7) {
-            continue;
-        }
-        if matches!(marker, 0xD8 | 0xD9) {
-            return None;
-        }
-        let length = usize::from(u16::from_be_bytes([*bytes.get(pos)?, *bytes.get(pos + 1)?]));
-        if length < 2 {
-            return None;
-        }
-        pos += length;
-        if marker == 0xDA {
-            return (pos <= bytes.len()).then_some(pos);
-        }
-    }
+    walk_segments(bytes, |marker, pos, length| {
+        (marker == 0xDA).then(|| (pos + length <= bytes.len()).then_some(pos + length))
+    })
 }
 
 #[cfg(test)]
