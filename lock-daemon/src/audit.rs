@@ -292,14 +292,15 @@ impl AuditLog {
     /// Appends a record; for unlocks and unknown visitors, and when snapshots are on, first
     /// saves the frame with the faces boxed and names the snapshot in the record. A failed
     /// snapshot is logged and noted in the record; it never loses the record itself.
+    /// `record` is left as written (with the snapshot's name).
     pub fn record_with_snapshot(
         &mut self,
-        mut record: Record,
+        record: &mut Record,
         frame: &RgbImage,
         faces: &[recognition::Recognized],
     ) -> Result<(), AuditError> {
         if matches!(record.event, Event::Unlock | Event::DeniedUnknown) {
-            match self.snapshot(&record, frame, faces) {
+            match self.snapshot(record, frame, faces) {
                 Ok(name) => record.snapshot = name,
                 Err(e) => {
                     log::warn!("{e}");
@@ -309,7 +310,7 @@ impl AuditLog {
                 }
             }
         }
-        self.record(&record)
+        self.record(record)
     }
 
     /// Writes the snapshot for `record`; returns its file name, or `None` when snapshots
@@ -606,24 +607,24 @@ mod tests {
         let unknown = [face(None)];
         for _ in 0..3 {
             log.record_with_snapshot(
-                Record::new(Event::DeniedUnknown).scores(0.3, 0.2),
+                &mut Record::new(Event::DeniedUnknown).scores(0.3, 0.2),
                 &frame,
                 &unknown,
             )
             .unwrap();
         }
         log.record_with_snapshot(
-            Record::new(Event::Unlock).person("ada/../x"),
+            &mut Record::new(Event::Unlock).person("ada/../x"),
             &frame,
             &[face(Some("ada"))],
         )
         .unwrap();
         // Relocks never get snapshots.
-        log.record_with_snapshot(Record::new(Event::Relock).person("ada"), &frame, &[])
+        log.record_with_snapshot(&mut Record::new(Event::Relock).person("ada"), &frame, &[])
             .unwrap();
         let snap_dir = s.snapshots.as_ref().unwrap().dir.clone();
         std::fs::write(snap_dir.join("keep-me.jpg"), b"not ours").unwrap();
-        log.record_with_snapshot(Record::new(Event::Unlock).person("bob"), &frame, &[])
+        log.record_with_snapshot(&mut Record::new(Event::Unlock).person("bob"), &frame, &[])
             .unwrap();
         let mut files: Vec<String> = std::fs::read_dir(&snap_dir)
             .unwrap()
@@ -654,8 +655,12 @@ mod tests {
         let s = settings(dir.path(), Some(10));
         let mut log = AuditLog::open(&s).unwrap();
         let frame = RgbImage::new(64, 64);
-        log.record_with_snapshot(Record::new(Event::DeniedUnknown), &frame, &[face(None)])
-            .unwrap();
+        log.record_with_snapshot(
+            &mut Record::new(Event::DeniedUnknown),
+            &frame,
+            &[face(None)],
+        )
+        .unwrap();
         let name = lines(&s.log)[0]["snapshot"].as_str().unwrap().to_owned();
         let snap = image::open(s.snapshots.unwrap().dir.join(name))
             .unwrap()
@@ -670,7 +675,7 @@ mod tests {
         let s = settings(dir.path(), None);
         let mut log = AuditLog::open(&s).unwrap();
         log.record_with_snapshot(
-            Record::new(Event::Unlock).person("ada"),
+            &mut Record::new(Event::Unlock).person("ada"),
             &RgbImage::new(8, 8),
             &[],
         )

@@ -13,6 +13,7 @@ use crate::control::ControlSettings;
 use crate::http::{HttpSettings, TlsSettings};
 use crate::indicator::{IndicatorBackend, IndicatorSettings, OutputPin};
 use crate::inputs::{ContactKind, InputPin, InputsBackend, InputsSettings, Pull};
+use crate::mqtt::{MqttSettings, MqttTls, Permission};
 use crate::policy::PolicyConfig;
 use crate::schedule::{Schedule, Window};
 
@@ -83,6 +84,31 @@ struct RawConfig {
     outputs: RawOutputs,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    mqtt: RawMqtt,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    enabled: Option<bool>,
+    host: Option<String>,
+    port: Option<i64>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    client_id: Option<String>,
+    lock_name: Option<String>,
+    base_topic: Option<String>,
+    discovery: Option<bool>,
+    discovery_prefix: Option<String>,
+    commands: Option<Vec<String>>,
+    unlock_secs: Option<f64>,
+    unlock_code_hash: Option<String>,
+    camera: Option<bool>,
+    keepalive_secs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,6 +327,8 @@ pub struct Settings {
     pub outputs: IndicatorSettings,
     /// `None`: no HTTP API (the default).
     pub http: Option<HttpSettings>,
+    /// `None`: no MQTT (the default).
+    pub mqtt: Option<MqttSettings>,
 }
 
 /// `[schedule]`: weekly windows in the lock's time zone.
@@ -772,6 +800,7 @@ impl Validator<'_> {
         let policy = self.policy(raw.policy, &camera)?;
         let relay = self.relay(raw.relay)?;
         let inputs = self.inputs(raw.inputs, &relay)?;
+        let policy_unlock = policy.unlock;
         Ok(Settings {
             path: self.path.to_owned(),
             camera,
@@ -792,6 +821,7 @@ impl Validator<'_> {
             outputs: self.outputs(raw.outputs, &relay, &inputs)?,
             schedule: self.schedule(raw.schedule)?,
             http: self.http(raw.http)?,
+            mqtt: self.mqtt(raw.mqtt, policy_unlock)?,
             relay,
         })
     }
@@ -1554,6 +1584,183 @@ impl Validator<'_> {
         }))
     }
 
+    fn mqtt(
+        &self,
+        raw: RawMqtt,
+        policy_unlock: Duration,
+    ) -> Result<Option<MqttSettings>, ConfigError> {
+        use crate::mqtt::settings::{
+            check_topic, host_name, sanitize_name, DEFAULT_DISCOVERY_PREFIX,
+            DEFAULT_KEEPALIVE_SECS, DEFAULT_PORT, DEFAULT_TLS_PORT,
+        };
+        if !raw.enabled.unwrap_or(false) {
+            return Ok(None);
+        }
+        let host = raw
+            .host
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| {
+                self.invalid(
+                    "mqtt.host",
+                    "is missing",
+                    "name the broker, e.g. host = \"192.168.1.10\" or \"homeassistant.local\"",
+                )
+            })?;
+        if host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(self.invalid(
+                "mqtt.host",
+                format!("= {:?} is not a host name or address", clip(&host)),
+                "write the broker's host name or IP address alone, without a scheme or port",
+            ));
+        }
+        let tls = match (raw.ca_file, raw.client_cert, raw.client_key) {
+            (None, None, None) => None,
+            (Some(ca), cert, key) => Some(MqttTls {
+                ca_file: self.resolve(ca),
+                client: match (cert, key) {
+                    (None, None) => None,
+                    (Some(cert), Some(key)) => Some((self.resolve(cert), self.resolve(key))),
+                    _ => {
+                        return Err(self.invalid(
+                            "mqtt.client_cert",
+                            "and mqtt.client_key must be set together",
+                            "set both (PEM files: the client certificate and its key), or \
+                             neither",
+                        ))
+                    }
+                },
+            }),
+            (None, _, _) => {
+                return Err(self.invalid(
+                    "mqtt.client_cert",
+                    "is set without mqtt.ca_file",
+                    "a client certificate needs TLS: set mqtt.ca_file to the CA that signed \
+                     the broker's certificate",
+                ))
+            }
+        };
+        let default_port = if tls.is_some() {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        let port = self.int(
+            "mqtt.port",
+            raw.port.unwrap_or(i64::from(default_port)),
+            1..=65535,
+            "the broker's port: 1883 for MQTT, 8883 for MQTT over TLS",
+        )? as u16;
+        let username = raw.username.filter(|u| !u.is_empty());
+        if username.as_ref().is_some_and(|u| u.len() > 256) {
+            return Err(self.invalid(
+                "mqtt.username",
+                "is longer than 256 bytes",
+                "use the user name the broker knows the lock by",
+            ));
+        }
+        if raw.password_file.is_some() && username.is_none() {
+            return Err(self.invalid(
+                "mqtt.password_file",
+                "is set without mqtt.username",
+                "set mqtt.username too (the broker checks the pair)",
+            ));
+        }
+        let name_source = raw.lock_name.unwrap_or_else(host_name);
+        let lock_name = sanitize_name(&name_source);
+        let client_id = raw
+            .client_id
+            .unwrap_or_else(|| format!("facelock-{lock_name}"));
+        if client_id.is_empty() || client_id.len() > 64 || client_id.chars().any(char::is_control) {
+            return Err(self.invalid(
+                "mqtt.client_id",
+                format!(
+                    "= {:?} is empty, longer than 64 bytes or has control characters",
+                    clip(&client_id)
+                ),
+                "use a short plain id, unique on the broker, e.g. \"facelock-front-door\"",
+            ));
+        }
+        let base_topic = raw
+            .base_topic
+            .unwrap_or_else(|| format!("facelock/{lock_name}"));
+        check_topic(&base_topic).map_err(|problem| {
+            self.invalid(
+                "mqtt.base_topic",
+                format!("= {:?} {problem}", clip(&base_topic)),
+                "use plain levels such as \"facelock/front-door\"",
+            )
+        })?;
+        let discovery_prefix = raw
+            .discovery_prefix
+            .unwrap_or_else(|| DEFAULT_DISCOVERY_PREFIX.to_owned());
+        check_topic(&discovery_prefix).map_err(|problem| {
+            self.invalid(
+                "mqtt.discovery_prefix",
+                format!("= {:?} {problem}", clip(&discovery_prefix)),
+                "Home Assistant's default is \"homeassistant\"",
+            )
+        })?;
+        let mut commands = Vec::new();
+        for text in raw.commands.unwrap_or_else(|| vec!["lock".into()]) {
+            let permission = text.parse::<Permission>().map_err(|problem| {
+                self.invalid(
+                    "mqtt.commands",
+                    problem,
+                    "list what MQTT may command: any of \"lock\", \"unlock\", \"mode\" \
+                     ([] for none)",
+                )
+            })?;
+            if !commands.contains(&permission) {
+                commands.push(permission);
+            }
+        }
+        let unlock = match raw.unlock_secs {
+            Some(secs) => self.secs(
+                "mqtt.unlock_secs",
+                secs,
+                0.5..=3600.0,
+                "how long an UNLOCK from MQTT releases the strike, e.g. 5 (at most \
+                 door.max_manual_unlock_secs)",
+            )?,
+            None => policy_unlock,
+        };
+        let unlock_code_hash = match raw.unlock_code_hash {
+            None => None,
+            Some(text) => Some(crate::http::auth::parse_hash(&text).map_err(|problem| {
+                self.invalid(
+                    "mqtt.unlock_code_hash",
+                    problem,
+                    "make it with `lock-daemon code-hash` (it reads the code from standard \
+                     input and prints the line to paste)",
+                )
+            })?),
+        };
+        let keepalive = self.int(
+            "mqtt.keepalive_secs",
+            raw.keepalive_secs.unwrap_or(DEFAULT_KEEPALIVE_SECS as i64),
+            5..=3600,
+            "seconds between keep-alive pings when idle, e.g. 30",
+        )?;
+        Ok(Some(MqttSettings {
+            host,
+            port,
+            tls,
+            username,
+            password_file: raw.password_file.map(|p| self.resolve(p)),
+            client_id,
+            lock_name,
+            base_topic,
+            discovery: raw.discovery.unwrap_or(true),
+            discovery_prefix,
+            commands,
+            unlock,
+            unlock_code_hash,
+            camera: raw.camera.unwrap_or(false),
+            keepalive: Duration::from_secs(keepalive as u64),
+        }))
+    }
+
     fn audit(&self, raw: RawAudit) -> Result<AuditSettings, ConfigError> {
         let keep = self.int(
             "audit.snapshots_keep",
@@ -2177,5 +2384,97 @@ mod tests {
         }
         // A typo is named like any other.
         assert!(error(&http("enable = true", &ok_token)).contains("enable"));
+    }
+
+    #[test]
+    fn mqtt_is_off_by_default_and_takes_safe_defaults_when_enabled() {
+        assert!(parse(MINIMAL).unwrap().mqtt.is_none());
+        let text = format!(
+            "{MINIMAL}\n[mqtt]\nenabled = true\nhost = \"broker\"\nlock_name = \"Front Door\"\n"
+        );
+        let mqtt = parse(&text).unwrap().mqtt.unwrap();
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("broker", 1883));
+        assert_eq!(mqtt.lock_name, "front_door");
+        assert_eq!(mqtt.base_topic, "facelock/front_door");
+        assert_eq!(mqtt.client_id, "facelock-front_door");
+        assert_eq!(mqtt.commands, vec![Permission::Lock]);
+        assert!(mqtt.discovery && !mqtt.camera && mqtt.tls.is_none());
+        assert_eq!(mqtt.unlock, parse(MINIMAL).unwrap().policy.unlock);
+        let tls =
+            format!("{text}ca_file = \"ca.pem\"\npassword_file = \"pw\"\nusername = \"lock\"\n");
+        let mqtt = parse(&tls).unwrap().mqtt.unwrap();
+        assert_eq!(mqtt.port, 8883);
+        assert_eq!(mqtt.tls.unwrap().ca_file, Path::new("/etc/facelock/ca.pem"));
+        assert_eq!(mqtt.password_file.unwrap(), Path::new("/etc/facelock/pw"));
+    }
+
+    #[test]
+    fn broken_mqtt_settings_name_the_key_and_the_fix() {
+        let mqtt = |keys: &str| format!("{MINIMAL}\n[mqtt]\nenabled = true\n{keys}\n");
+        let host = "host = \"broker\"\n";
+        let cases = [
+            (mqtt(""), "`mqtt.host`", "name the broker"),
+            (
+                mqtt("host = \"mqtt://broker:1883\""),
+                "`mqtt.host`",
+                "without a scheme",
+            ),
+            (mqtt(&format!("{host}port = 0")), "`mqtt.port`", "1883"),
+            (
+                mqtt(&format!("{host}password_file = \"pw\"")),
+                "`mqtt.password_file`",
+                "username",
+            ),
+            (
+                mqtt(&format!(
+                    "{host}client_cert = \"c.pem\"\nclient_key = \"k.pem\""
+                )),
+                "`mqtt.client_cert`",
+                "ca_file",
+            ),
+            (
+                mqtt(&format!(
+                    "{host}ca_file = \"ca.pem\"\nclient_cert = \"c.pem\""
+                )),
+                "`mqtt.client_cert`",
+                "together",
+            ),
+            (
+                mqtt(&format!("{host}base_topic = \"facelock/#\"")),
+                "`mqtt.base_topic`",
+                "wildcard",
+            ),
+            (
+                mqtt(&format!("{host}discovery_prefix = \"/ha\"")),
+                "`mqtt.discovery_prefix`",
+                "homeassistant",
+            ),
+            (
+                mqtt(&format!("{host}commands = [\"open\"]")),
+                "`mqtt.commands`",
+                "\"unlock\"",
+            ),
+            (
+                mqtt(&format!("{host}unlock_code_hash = \"1234\"")),
+                "`mqtt.unlock_code_hash`",
+                "code-hash",
+            ),
+            (
+                mqtt(&format!("{host}unlock_secs = 0")),
+                "`mqtt.unlock_secs`",
+                "out of range",
+            ),
+            (
+                mqtt(&format!("{host}keepalive_secs = 1")),
+                "`mqtt.keepalive_secs`",
+                "out of range",
+            ),
+        ];
+        for (text, key, fix) in cases {
+            let message = error(&text);
+            assert!(message.contains(key), "{key}: {message}");
+            assert!(message.contains(fix), "{fix}: {message}");
+        }
+        assert!(error(&mqtt(&format!("{host}password = \"x\""))).contains("password"));
     }
 }

@@ -47,13 +47,21 @@ pub struct ControlSettings {
 }
 
 /// A request, as JSON: `{"command": "status"}`, `{"command": "mode", "mode": "lockdown"}`,
-/// `{"command": "unlock", "seconds": 10, "reason": "delivery"}`.
+/// `{"command": "unlock", "seconds": 10, "reason": "delivery"}`, `{"command": "lock"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     Status,
-    Mode { mode: String },
-    Unlock { seconds: f64, reason: String },
+    Mode {
+        mode: String,
+    },
+    Unlock {
+        seconds: f64,
+        reason: String,
+    },
+    /// Lock now: end a timed unlock (refused while the mode, the schedule or the fire
+    /// release holds the door unlocked).
+    Lock,
 }
 
 /// The reply, as JSON.

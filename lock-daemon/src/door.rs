@@ -359,6 +359,27 @@ impl Door {
         Ok(events)
     }
 
+    /// Locks now: ends the timed grant (a face, the exit button or a manual unlock). Refused
+    /// while something holds the door unlocked on purpose (fire release, mode unlocked, the
+    /// schedule), saying what; the door is already locked when nothing holds it.
+    pub fn lock_now(&mut self, now: Instant) -> Result<Vec<DoorEvent>, String> {
+        let mut events = self.tick(now, self.schedule_holds);
+        if self.held_unlocked() {
+            return Err(format!(
+                "refused: the door is held unlocked by {}; {}",
+                self.released_by().unwrap_or_default(),
+                if self.fire {
+                    "the fire release overrides every command"
+                } else {
+                    "change the mode (or the schedule) first"
+                }
+            ));
+        }
+        self.end_grant(now, "locked on command", &mut events);
+        self.settle(now, &mut events);
+        Ok(events)
+    }
+
     /// Changes the mode. Entering lockdown ends face and manual grants at once.
     pub fn set_mode(&mut self, now: Instant, mode: Mode, by: &str) -> Vec<DoorEvent> {
         let mut events = self.tick(now, self.schedule_holds);
@@ -936,5 +957,34 @@ mod tests {
         }
         let err = "open".parse::<Mode>().unwrap_err();
         assert!(err.contains("normal, lockdown or unlocked"), "{err}");
+    }
+
+    #[test]
+    fn lock_now_ends_a_grant_at_once_but_not_a_held_door() {
+        let t0 = Instant::now();
+        let mut door = Door::new(CONFIG, Mode::Normal);
+        door.manual_unlock(t0, Duration::from_secs(30), "ha", "guest")
+            .unwrap();
+        assert_eq!(door.strike(), LockState::Unlocked);
+        let events = door.lock_now(t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(door.strike(), LockState::Locked);
+        assert!(events.contains(&DoorEvent::Strike(LockState::Locked)));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            DoorEvent::Relocked {
+                why: "locked on command",
+                ..
+            }
+        )));
+        // Locked already: nothing to do, no error.
+        assert!(door
+            .lock_now(t0 + Duration::from_secs(2))
+            .unwrap()
+            .is_empty());
+        // Held unlocked by the mode: refused, saying why.
+        door.set_mode(t0, Mode::Unlocked, "admin");
+        let refusal = door.lock_now(t0 + Duration::from_secs(3)).unwrap_err();
+        assert!(refusal.contains("mode unlocked"), "{refusal}");
+        assert_eq!(door.strike(), LockState::Unlocked);
     }
 }

@@ -13,6 +13,7 @@ pub mod indicator;
 pub mod inputs;
 pub mod memory;
 pub mod metrics;
+pub mod mqtt;
 pub mod notify;
 pub mod policy;
 pub mod preflight;

@@ -59,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Hash the PIN that MQTT unlocks must carry (mqtt.unlock_code_hash): reads 4 to 8
+    /// digits from standard input and prints the line to paste into [mqtt].
+    CodeHash,
     /// Write Locked to the relay and exit (systemd's ExecStopPost: covers crashes and SIGKILL).
     ///
     /// Reads only the configuration's [relay] section; errors elsewhere in the file are
@@ -122,6 +125,8 @@ enum CtlAction {
         #[arg(long)]
         reason: String,
     },
+    /// Lock now: end an unlock (a face, the exit button or `ctl unlock`) early.
+    Lock,
 }
 
 fn main() -> ExitCode {
@@ -187,6 +192,26 @@ fn run(cli: Cli) -> Result<()> {
             print!(
                 "{}",
                 auth::config_lines(&name, &auth::hash_token(&token), &scopes)
+            );
+            Ok(())
+        }
+        Command::CodeHash => {
+            use std::io::BufRead as _;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let code = line.trim_end_matches(['\r', '\n']);
+            if !(4..=8).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
+                anyhow::bail!(
+                    "the code must be 4 to 8 digits (Home Assistant asks for it with the \
+                     format ^\\d{{4,8}}$); nothing was printed"
+                );
+            }
+            let hash = lock_daemon::http::auth::hash_token(code);
+            println!("add to the [mqtt] part of the lock's configuration, then restart it:");
+            println!();
+            println!(
+                "unlock_code_hash = \"{}\"",
+                lock_daemon::http::auth::hash_text(&hash)
             );
             Ok(())
         }
@@ -273,6 +298,7 @@ fn ctl(config: &std::path::Path, socket: Option<PathBuf>, action: CtlAction) -> 
         CtlAction::Status { json } => (Request::Status, json),
         CtlAction::Mode { mode } => (Request::Mode { mode }, false),
         CtlAction::Unlock { seconds, reason } => (Request::Unlock { seconds, reason }, false),
+        CtlAction::Lock => (Request::Lock, false),
     };
     let reply = call(&socket, &request).map_err(anyhow::Error::msg)?;
     if !reply.ok {

@@ -207,6 +207,9 @@ pub struct Metrics {
     http: [AtomicU64; HTTP_CLASSES.len()],
     auth_failures: AtomicU64,
     busy: AtomicU64,
+    /// 1 while connected to the MQTT broker.
+    mqtt_connected: AtomicU64,
+    mqtt_events_dropped: AtomicU64,
     stages: [Histogram; Stage::ALL.len()],
 }
 
@@ -278,6 +281,18 @@ impl Metrics {
     /// counted separately by [`Metrics::http_response`]).
     pub fn busy(&self) {
         inc(&self.busy);
+    }
+
+    /// Whether the MQTT client is connected to its broker.
+    pub fn mqtt_connected(&self, connected: bool) {
+        self.mqtt_connected
+            .store(u64::from(connected), Ordering::Relaxed);
+    }
+
+    /// Events the MQTT client dropped (its buffer was full while the broker was away),
+    /// since the start; set by the client, which counts them.
+    pub fn mqtt_events_dropped(&self, total: u64) {
+        self.mqtt_events_dropped.store(total, Ordering::Relaxed);
     }
 
     /// A stage took `took`.
@@ -439,6 +454,19 @@ impl Metrics {
             "facelock_http_busy_total",
             "HTTP API requests answered 503 because recognition was busy.",
             self.busy_responses(),
+        )?;
+        gauge(
+            out,
+            "facelock_mqtt_connected",
+            "1 while connected to the MQTT broker (0 when MQTT is off or disconnected).",
+            &get(&self.mqtt_connected).to_string(),
+        )?;
+        counter(
+            out,
+            "facelock_mqtt_events_dropped_total",
+            "Access events the MQTT client dropped while the broker was away (its buffer was \
+             full).",
+            get(&self.mqtt_events_dropped),
         )?;
 
         family(
@@ -892,7 +920,7 @@ mod tests {
                 assert!(value.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(seen.len(), 16);
+        assert_eq!(seen.len(), 18);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! READY=1. Shutdown: a signal sets a flag; the door loop writes Locked first, then stops the
 //! vision thread (waiting a bounded time), audits the stop and sends STOPPING=1.
 
+mod feed;
 mod modes;
 mod pace;
 mod stats;
@@ -36,6 +37,7 @@ use recognition::Recognized;
 pub use crate::recognizer::{
     load_classifier, ClassifierInfo, PhotoRecognizer, PipelineRecognizer, Recognizer,
 };
+pub use feed::{Batch, EventFeed, FEED_DEPTH};
 pub use stats::rss;
 pub use status::{Decision, Status, StatusBoard};
 pub use vision::{CameraOpener, Heartbeat, CAMERA_BACKOFF, MAX_CAMERA_FAILURES};
@@ -50,6 +52,7 @@ use crate::http::HttpServer;
 use crate::indicator::{Indicator, Signal};
 use crate::inputs::{DoorContact, InputEvent, Inputs, InputsBackend};
 use crate::metrics::{Metrics, Outcome, Stage};
+use crate::mqtt::MqttClient;
 use crate::notify::Notifier;
 use crate::policy::{Action, Observation, Policy};
 use crate::preview::PreviewFeed;
@@ -157,6 +160,12 @@ pub struct Service {
     fps: FpsMeter,
     /// Kept for the life of the service; stops serving when dropped.
     _http: Option<HttpServer>,
+    /// Stopped (publishing the final state and `offline`) after the door is locked.
+    mqtt: Option<MqttClient>,
+    /// The records written, for front-ends that push events (MQTT).
+    feed: EventFeed,
+    /// The relay failed: the lock reads "jammed" until the service stops.
+    jammed: bool,
     door: Door,
     state: StateDir,
     board: StatusBoard,
@@ -281,6 +290,23 @@ impl Service {
             InputsBackend::Sim { .. } => true,
             InputsBackend::None => false,
         };
+        let feed = EventFeed::default();
+        let mqtt = match &settings.mqtt {
+            Some(mqtt) => Some(
+                crate::mqtt::start(crate::mqtt::Shared {
+                    inputs: tx.clone(),
+                    board: board.clone(),
+                    feed: feed.clone(),
+                    metrics: metrics.clone(),
+                    settings: mqtt.clone(),
+                    snapshots: settings.audit.snapshots.as_ref().map(|s| s.dir.clone()),
+                    door_wired,
+                    config_path: settings.path.clone(),
+                })
+                .context("cannot start the MQTT thread")?,
+            ),
+            None => None,
+        };
         // Cosmetic: a LED or buzzer that cannot be driven is reported (log and audit at
         // start), and the lock works without it.
         let (indicator, indicator_error) = match crate::indicator::start(&settings.outputs) {
@@ -357,6 +383,9 @@ impl Service {
             metrics,
             fps: FpsMeter::default(),
             _http: http,
+            mqtt,
+            feed,
+            jammed: false,
             door,
             state,
             board,
@@ -389,6 +418,13 @@ impl Service {
             (_, Err(e)) => format!("stopped, but locking failed: {e}"),
         };
         self.audit_event(Record::new(Event::Stop).message(status.clone()));
+        // The final state (locked, or jammed) for the front-ends, then MQTT's `offline`:
+        // after the relay, so nothing here delays locking.
+        self.jammed |= locked.is_err();
+        self.publish();
+        if let Some(mut mqtt) = self.mqtt.take() {
+            mqtt.stop(crate::mqtt::SHUTDOWN_LIMIT);
+        }
         let _ = self.notifier.stopping(&status);
         log::info!("{status}");
         result?;
@@ -582,6 +618,36 @@ impl Service {
                     }
                 }
             }
+            Request::Lock => match self.door.lock_now(now) {
+                Ok(events) => {
+                    let changed = events.contains(&DoorEvent::Strike(LockState::Locked));
+                    // The relock record names who asked.
+                    let (relocks, rest): (Vec<DoorEvent>, Vec<DoorEvent>) = events
+                        .into_iter()
+                        .partition(|e| matches!(e, DoorEvent::Relocked { .. }));
+                    self.apply_door(rest)?;
+                    for relock in relocks {
+                        if let DoorEvent::Relocked { after, why } = relock {
+                            log::info!("relock after {after}: {why} by {by}");
+                            self.audit_event(
+                                Record::new(Event::Relock)
+                                    .person(after)
+                                    .by(&by)
+                                    .message(why),
+                            );
+                        }
+                    }
+                    Reply::ok(if changed { "locked" } else { "already locked" })
+                }
+                Err(refusal) => {
+                    self.audit_event(
+                        Record::new(Event::Refused)
+                            .by(&by)
+                            .message(format!("lock: {refusal}")),
+                    );
+                    Reply::refused(refusal)
+                }
+            },
         };
         self.publish();
         let _ = reply.send(answer);
@@ -598,6 +664,7 @@ impl Service {
         let door = self.door.status();
         Status {
             lock: match door.strike {
+                _ if self.jammed => "jammed".into(),
                 LockState::Locked => "locked".into(),
                 LockState::Unlocked => "unlocked".into(),
             },
@@ -771,16 +838,17 @@ impl Service {
         });
     }
 
-    fn record_with_snapshot(&mut self, record: Record) {
+    fn record_with_snapshot(&mut self, mut record: Record) {
         let result = match &self.last_frame {
             Some(frame) => self
                 .audit
-                .record_with_snapshot(record, frame, &self.last_faces),
+                .record_with_snapshot(&mut record, frame, &self.last_faces),
             None => self.audit.record(&record),
         };
         if let Err(e) = result {
             log::error!("audit log: {e}");
         }
+        self.feed.push(record);
     }
 
     /// Carries out the door controller's events: strike changes go to the relay (a relay
@@ -790,6 +858,7 @@ impl Service {
             let record = match event {
                 DoorEvent::Strike(state) => {
                     if let Err(e) = self.relay.set(state) {
+                        self.jammed = true;
                         let _ = self.relay.set(LockState::Locked);
                         self.audit_event(Record::new(Event::Error).message(format!("relay: {e}")));
                         return Err(anyhow!(e).context("relay failed"));
@@ -884,10 +953,13 @@ impl Service {
         Ok(())
     }
 
+    /// Writes a record to the audit log, and hands it to the front-ends that push events.
+    /// A record the log cannot take is still handed on (the log's error is logged).
     fn audit_event(&mut self, record: Record) {
         if let Err(e) = self.audit.record(&record) {
             log::error!("audit log: {e}");
         }
+        self.feed.push(record);
     }
 
     /// The policy, for tests.
