@@ -9,12 +9,15 @@
 //!   it saw to the door loop. A frame that takes seconds delays only the next frame.
 //!
 //! Everything that reaches the door from outside the frame loop goes through the same
-//! channel.
+//! channel. The front-ends (control socket, HTTP API, MQTT) send commands on it and read
+//! what the door loop publishes: the status snapshot ([`StatusBoard`]) and the records it
+//! writes ([`EventFeed`]). The loop never waits on either.
 //!
 //! Start-up order (with `main.rs`): settings → relay claimed (one daemon per relay) and
 //! written Locked → models and classifier → audit log → camera opened on the vision thread →
 //! READY=1. Shutdown: a signal sets a flag; the door loop writes Locked first, then stops the
-//! vision thread (waiting a bounded time), audits the stop and sends STOPPING=1.
+//! vision thread (waiting a bounded time), audits the stop, lets MQTT publish the final
+//! state and `offline` (at most [`crate::mqtt::SHUTDOWN_LIMIT`]) and sends STOPPING=1.
 
 mod feed;
 mod modes;
