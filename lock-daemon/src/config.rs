@@ -801,12 +801,15 @@ impl Validator<'_> {
         let relay = self.relay(raw.relay)?;
         let inputs = self.inputs(raw.inputs, &relay)?;
         let policy_unlock = policy.unlock;
+        let door = self.door(raw.door)?;
+        let audit = self.audit(raw.audit)?;
+        let mqtt = self.mqtt(raw.mqtt, policy_unlock, &door, &audit)?;
         Ok(Settings {
             path: self.path.to_owned(),
             camera,
             recognition,
             policy,
-            audit: self.audit(raw.audit)?,
+            audit,
             security: self.security(raw.security)?,
             state: StateSettings {
                 dir: self.resolve(
@@ -815,13 +818,13 @@ impl Validator<'_> {
                         .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR)),
                 ),
             },
-            door: self.door(raw.door)?,
+            door,
             control: self.control(raw.control)?,
             inputs: inputs.clone(),
             outputs: self.outputs(raw.outputs, &relay, &inputs)?,
             schedule: self.schedule(raw.schedule)?,
             http: self.http(raw.http)?,
-            mqtt: self.mqtt(raw.mqtt, policy_unlock)?,
+            mqtt,
             relay,
         })
     }
@@ -1588,6 +1591,8 @@ impl Validator<'_> {
         &self,
         raw: RawMqtt,
         policy_unlock: Duration,
+        door: &DoorSettings,
+        audit: &AuditSettings,
     ) -> Result<Option<MqttSettings>, ConfigError> {
         use crate::mqtt::settings::{
             check_topic, host_name, sanitize_name, DEFAULT_DISCOVERY_PREFIX,
@@ -1736,6 +1741,39 @@ impl Validator<'_> {
                 )
             })?),
         };
+        if unlock > door.max_manual_unlock {
+            return Err(self.invalid(
+                if raw.unlock_secs.is_some() {
+                    "mqtt.unlock_secs"
+                } else {
+                    "policy.unlock_secs"
+                },
+                format!(
+                    "= {:.1} s is longer than door.max_manual_unlock_secs ({:.1} s), so every \
+                     UNLOCK from MQTT would be refused",
+                    unlock.as_secs_f64(),
+                    door.max_manual_unlock.as_secs_f64()
+                ),
+                "set mqtt.unlock_secs to at most door.max_manual_unlock_secs",
+            ));
+        }
+        if unlock_code_hash.is_some() && !commands.contains(&Permission::Unlock) {
+            return Err(self.invalid(
+                "mqtt.unlock_code_hash",
+                "is set but \"unlock\" is not in mqtt.commands",
+                "add \"unlock\" to mqtt.commands, or remove the code (Home Assistant would \
+                 ask for it to lock)",
+            ));
+        }
+        let camera = raw.camera.unwrap_or(false);
+        if camera && audit.snapshots.is_none() {
+            return Err(self.invalid(
+                "mqtt.camera",
+                "= true but audit.snapshots is off, so there would be no picture to send",
+                "set audit.snapshots = true (a 0700 directory, with a retention count), or \
+                 remove mqtt.camera",
+            ));
+        }
         let keepalive = self.int(
             "mqtt.keepalive_secs",
             raw.keepalive_secs.unwrap_or(DEFAULT_KEEPALIVE_SECS as i64),
@@ -1756,7 +1794,7 @@ impl Validator<'_> {
             commands,
             unlock,
             unlock_code_hash,
-            camera: raw.camera.unwrap_or(false),
+            camera,
             keepalive: Duration::from_secs(keepalive as u64),
         }))
     }
@@ -2468,6 +2506,24 @@ mod tests {
                 mqtt(&format!("{host}keepalive_secs = 1")),
                 "`mqtt.keepalive_secs`",
                 "out of range",
+            ),
+            (
+                format!("{MINIMAL}\n[door]\nmax_manual_unlock_secs = 60\n[mqtt]\nenabled = true\n{host}unlock_secs = 120\n"),
+                "`mqtt.unlock_secs`",
+                "max_manual_unlock_secs",
+            ),
+            (
+                mqtt(&format!(
+                    "{host}commands = [\"lock\"]\nunlock_code_hash = \"sha256:{}\"",
+                    "0".repeat(64)
+                )),
+                "`mqtt.unlock_code_hash`",
+                "add \"unlock\"",
+            ),
+            (
+                mqtt(&format!("{host}camera = true")),
+                "`mqtt.camera`",
+                "audit.snapshots",
             ),
         ];
         for (text, key, fix) in cases {

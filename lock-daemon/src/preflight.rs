@@ -9,6 +9,8 @@
 //! - the audit log, the snapshot directory, the state directory and the simulated relay's
 //!   log can be created or written by the user running the check;
 //! - the models open and match their manifest (the networks are loaded, ~1 s);
+//! - with `[mqtt]`, its password file and TLS files read (a warning: MQTT stays off, the
+//!   door runs);
 //! - the classifier goes through the daemon's own trust path: signature, embedder, and the
 //!   rollback check against the state directory (read only: nothing is recorded, no
 //!   allowance is consumed).
@@ -66,6 +68,14 @@ pub fn check(config: &Path, models: Models) -> Report {
         }
     };
     report.warnings.extend(settings.security.unsigned_warning());
+    // MQTT never stops the door: its files are warnings (MQTT stays off until fixed).
+    if let Some(mqtt) = &settings.mqtt {
+        if let Err(problem) = crate::mqtt::check(mqtt) {
+            report.warnings.push(format!(
+                "{problem}; the lock runs, with MQTT off until this is fixed"
+            ));
+        }
+    }
     let problems = &mut report.problems;
     if let Some(key) = &settings.security.trusted_key {
         if let Err(e) = recognition::signature::read_verifying_key(key) {

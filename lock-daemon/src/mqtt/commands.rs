@@ -12,12 +12,16 @@ use crate::control::Request;
 use crate::http::limit::{Limiter, Rate};
 
 /// Commands taken at once, then one per [`COMMAND_EVERY`]; more are dropped (a flood on the
-/// command topic cannot flood the door loop or the audit log).
+/// command topic cannot flood the door loop or the audit log). LOCK has a bucket of its
+/// own, so a flood of other commands never keeps the door from being locked.
 pub const COMMAND_BURST: u32 = 5;
 pub const COMMAND_EVERY: Duration = Duration::from_secs(2);
-/// Wrong codes allowed at once, then one try per [`CODE_EVERY`].
+/// Wrong codes allowed in a row; after that each wrong code doubles the wait before the
+/// next try, from [`CODE_WAIT`] up to [`CODE_MAX_WAIT`] (a 4-digit code would take years
+/// to guess). A right code resets the count.
 pub const CODE_TRIES: u32 = 3;
-pub const CODE_EVERY: Duration = Duration::from_secs(30);
+pub const CODE_WAIT: Duration = Duration::from_secs(30);
+pub const CODE_MAX_WAIT: Duration = Duration::from_secs(3600);
 /// The reason an MQTT unlock carries in the audit log.
 pub const UNLOCK_REASON: &str = "Home Assistant (MQTT)";
 
@@ -42,8 +46,13 @@ pub fn parse_lock(payload: &[u8]) -> Result<LockCommand, String> {
         .map_err(|_| "the payload is not UTF-8".to_owned())?
         .trim();
     let (action, code) = if text.starts_with('{') {
-        let command: JsonCommand =
-            serde_json::from_str(text).map_err(|e| format!("not a command object ({e})"))?;
+        // serde's message would quote the values (a code): only say where it failed.
+        let command: JsonCommand = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "not a command object {{\"action\": ..., \"code\": ...}} (at column {})",
+                e.column()
+            )
+        })?;
         (command.action, command.code.filter(|c| !c.is_empty()))
     } else {
         (text.to_owned(), None)
@@ -62,7 +71,10 @@ pub fn parse_lock(payload: &[u8]) -> Result<LockCommand, String> {
 #[derive(Debug)]
 pub struct Gate {
     commands: Limiter<()>,
-    codes: Limiter<()>,
+    locks: Limiter<()>,
+    /// Wrong codes in a row, and when the next try is allowed.
+    wrong_codes: u32,
+    code_blocked_until: Option<Instant>,
 }
 
 /// Why a command did not reach the door loop.
@@ -77,29 +89,39 @@ pub enum Refusal {
 
 impl Default for Gate {
     fn default() -> Self {
-        Gate {
-            commands: Limiter::new(
+        let bucket = || {
+            Limiter::new(
                 Rate {
                     capacity: COMMAND_BURST,
                     refill_every: COMMAND_EVERY,
                 },
                 1,
-            ),
-            codes: Limiter::new(
-                Rate {
-                    capacity: CODE_TRIES,
-                    refill_every: CODE_EVERY,
-                },
-                1,
-            ),
+            )
+        };
+        Gate {
+            commands: bucket(),
+            locks: bucket(),
+            wrong_codes: 0,
+            code_blocked_until: None,
         }
     }
 }
 
 impl Gate {
-    /// Takes one command from the flood allowance: `Err(Flood)` when it is used up.
-    pub fn admit(&mut self, now: Instant) -> Result<(), Refusal> {
-        self.commands.take(&(), now).map_err(|_| Refusal::Flood)
+    /// Takes one command from the flood allowance (LOCK's own when `lock`): `Err(Flood)`
+    /// when it is used up.
+    pub fn admit(&mut self, lock: bool, now: Instant) -> Result<(), Refusal> {
+        let bucket = if lock {
+            &mut self.locks
+        } else {
+            &mut self.commands
+        };
+        bucket.take(&(), now).map_err(|_| Refusal::Flood)
+    }
+
+    /// Wrong codes in a row (for the audit message).
+    pub fn wrong_codes(&self) -> u32 {
+        self.wrong_codes
     }
 
     /// The request for a lock command, or why not.
@@ -117,24 +139,33 @@ impl Gate {
             LockCommand::Unlock { code } => {
                 allowed(settings, Permission::Unlock)?;
                 if let Some(hash) = &settings.unlock_code_hash {
-                    if let Err(wait) = self.codes.check(&(), now) {
+                    if let Some(until) = self.code_blocked_until.filter(|t| *t > now) {
                         return Err(Refusal::Refused(format!(
-                            "unlock: too many wrong codes; the next try is allowed in {} s",
-                            wait.as_secs().max(1)
+                            "unlock: {} wrong codes in a row; the next try is allowed in {} s",
+                            self.wrong_codes,
+                            until.saturating_duration_since(now).as_secs().max(1)
                         )));
                     }
                     let given = code.as_deref().unwrap_or("");
                     let good: bool = crate::http::auth::hash_token(given).ct_eq(hash).into();
                     if !good {
-                        let _ = self.codes.take(&(), now);
-                        return Err(Refusal::Refused(
+                        self.wrong_codes = self.wrong_codes.saturating_add(1);
+                        if self.wrong_codes >= CODE_TRIES {
+                            let doublings = (self.wrong_codes - CODE_TRIES).min(16);
+                            let wait = (CODE_WAIT * 2u32.pow(doublings)).min(CODE_MAX_WAIT);
+                            self.code_blocked_until = Some(now + wait);
+                        }
+                        return Err(Refusal::Refused(format!(
+                            "unlock: {} ({} wrong in a row)",
                             match code {
-                                None => "unlock: no code given (mqtt.unlock_code_hash is set)",
-                                Some(_) => "unlock: wrong code",
-                            }
-                            .into(),
-                        ));
+                                None => "no code given (mqtt.unlock_code_hash is set)",
+                                Some(_) => "wrong code",
+                            },
+                            self.wrong_codes
+                        )));
                     }
+                    self.wrong_codes = 0;
+                    self.code_blocked_until = None;
                 }
                 Ok(Request::Unlock {
                     seconds: settings.unlock.as_secs_f64(),
@@ -255,17 +286,20 @@ mod tests {
         assert!(gate.lock(&s, unlock("2468"), t0).is_ok());
         let missing = gate.lock(&s, LockCommand::Unlock { code: None }, t0);
         assert!(matches!(missing, Err(Refusal::Refused(r)) if r.contains("no code")));
-        let later = t0 + COMMAND_EVERY * 10;
-        for _ in 0..2 {
-            let wrong = gate.lock(&s, unlock("0000"), later);
-            assert!(matches!(wrong, Err(Refusal::Refused(r)) if r.contains("wrong code")));
-        }
-        // Three wrong codes: even the right one waits.
-        let held = gate.lock(&s, unlock("2468"), later + COMMAND_EVERY * 3);
-        assert!(matches!(held, Err(Refusal::Refused(r)) if r.contains("too many")));
-        assert!(gate
-            .lock(&s, unlock("2468"), later + COMMAND_EVERY * 3 + CODE_EVERY)
-            .is_ok());
+        assert!(gate.lock(&s, unlock("0000"), t0).is_err());
+        let wrong = gate.lock(&s, unlock("0000"), t0);
+        assert!(matches!(wrong, Err(Refusal::Refused(r)) if r.contains("wrong code")));
+        // Three wrong codes: even the right one waits, and each wrong code after the
+        // wait doubles it.
+        assert_eq!(gate.wrong_codes(), 3);
+        let held = gate.lock(&s, unlock("2468"), t0 + CODE_WAIT / 2);
+        assert!(matches!(held, Err(Refusal::Refused(r)) if r.contains("next try")));
+        let t1 = t0 + CODE_WAIT;
+        assert!(gate.lock(&s, unlock("1111"), t1).is_err());
+        let held = gate.lock(&s, unlock("2468"), t1 + CODE_WAIT * 3 / 2);
+        assert!(matches!(held, Err(Refusal::Refused(r)) if r.contains("next try")));
+        assert!(gate.lock(&s, unlock("2468"), t1 + CODE_WAIT * 2).is_ok());
+        assert_eq!(gate.wrong_codes(), 0, "a right code resets the count");
         // The mode cannot carry the code: holding the door unlocked is refused.
         s.commands.push(Permission::Mode);
         assert!(gate.mode(&s, b"unlocked").is_err());
@@ -277,9 +311,11 @@ mod tests {
         let now = Instant::now();
         let mut gate = Gate::default();
         for _ in 0..COMMAND_BURST {
-            assert!(gate.admit(now).is_ok());
+            assert!(gate.admit(false, now).is_ok());
         }
-        assert_eq!(gate.admit(now), Err(Refusal::Flood));
-        assert!(gate.admit(now + COMMAND_EVERY).is_ok());
+        assert_eq!(gate.admit(false, now), Err(Refusal::Flood));
+        // LOCK keeps its own allowance: a flood of other commands cannot stop it.
+        assert!(gate.admit(true, now).is_ok());
+        assert!(gate.admit(false, now + COMMAND_EVERY).is_ok());
     }
 }

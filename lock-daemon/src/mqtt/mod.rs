@@ -39,6 +39,7 @@ pub use settings::{MqttSettings, MqttTls, Permission};
 
 use crate::audit::{Event as AuditEvent, Record};
 use crate::control;
+use crate::http::limit::{Limiter, Rate};
 use crate::metrics::{Metrics, Stage};
 use crate::service::{EventFeed, Input, StatusBoard};
 use commands::{Gate, Refusal};
@@ -64,7 +65,15 @@ const AUDIT_AGAIN_AFTER: Duration = Duration::from_secs(600);
 const MAX_INCOMING: usize = 64 * 1024;
 const MAX_OUTGOING: usize = 4 * 1024 * 1024;
 /// Requests queued for the client.
-const REQUEST_CAPACITY: usize = 64;
+const REQUEST_CAPACITY: usize = 128;
+/// A connection that lasted this long resets the reconnect backoff (one that drops at
+/// once, e.g. a client-id takeover, keeps it growing).
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
+/// Audit records about MQTT commands (refusals, retained commands): this many at once,
+/// then one a minute; the rest are counted in the log. A hostile publisher cannot flood
+/// the audit log.
+const COMMAND_AUDITS: u32 = 10;
+const COMMAND_AUDIT_EVERY: Duration = Duration::from_secs(60);
 /// How long shutdown waits to publish the final state and `offline`.
 pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
 
@@ -107,7 +116,7 @@ pub fn start(shared: Shared) -> std::io::Result<MqttClient> {
             lower_priority();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .max_blocking_threads(2)
+                .max_blocking_threads(4)
                 .on_thread_start(lower_priority)
                 .build()
             {
@@ -154,6 +163,15 @@ fn lower_priority() {
     if let Err(e) = rustix::process::setpriority_process(None, NICE) {
         log::debug!("cannot lower the MQTT thread's priority: {e}");
     }
+}
+
+/// Checks what `start` will read (the password file, the TLS files), for
+/// `lock-daemon check-config`.
+pub fn check(settings: &MqttSettings) -> Result<(), String> {
+    let topics = Topics::new(&settings.base_topic, &settings.discovery_prefix);
+    options(settings, &topics)
+        .map(|_| ())
+        .map_err(|problem| format!("MQTT: {problem}"))
 }
 
 /// The client's options: broker, credentials, TLS, last will.
@@ -251,6 +269,13 @@ fn tls_config(tls: &MqttTls) -> Result<rustls::ClientConfig, String> {
     match &tls.client {
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => {
+            if readable_by_others(key) {
+                return Err(format!(
+                    "mqtt.client_key {}: every user on this machine can read it; run `chmod \
+                     o-r` on it (mode 0640, owned by root, group facelock)",
+                    key.display()
+                ));
+            }
             let chain = certs(cert, "client_cert")?;
             let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
                 format!(
@@ -382,17 +407,24 @@ fn audit(inputs: &SyncSender<Input>, record: Record) {
 /// with backoff.
 async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<Result<Event, ConnectionError>>) {
     let mut failures = 0u32;
+    let mut connected_at: Option<Instant> = None;
     loop {
         match eventloop.poll().await {
             Ok(event) => {
                 if matches!(event, Event::Incoming(Incoming::ConnAck(_))) {
-                    failures = 0;
+                    connected_at = Some(Instant::now());
                 }
                 if events.send(Ok(event)).await.is_err() {
                     return;
                 }
             }
             Err(error) => {
+                if connected_at
+                    .take()
+                    .is_some_and(|t| t.elapsed() >= STABLE_CONNECTION)
+                {
+                    failures = 0;
+                }
                 let wait = if refused_credentials(&error) {
                     AUTH_BACKOFF
                 } else {
@@ -403,6 +435,11 @@ async fn drive(mut eventloop: EventLoop, events: mpsc::Sender<Result<Event, Conn
                     return;
                 }
                 tokio::time::sleep(wait).await;
+                // Requests the session queued after the connection broke belong to the
+                // old connection: drop them (the session sends its events again after
+                // the next connect), so nothing stale goes out on the new one.
+                eventloop.clean();
+                eventloop.pending.clear();
             }
         }
     }
@@ -463,11 +500,21 @@ async fn session(shared: Shared, stop: Arc<Notify>) {
         ever_connected: false,
         published: HashMap::new(),
         gate: Gate::default(),
+        command_audits: Limiter::new(
+            Rate {
+                capacity: COMMAND_AUDITS,
+                refill_every: COMMAND_AUDIT_EVERY,
+            },
+            1,
+        ),
+        audits_suppressed: 0,
+        drop_logged: (0, None),
         last_person: None,
         sensors_at: None,
         latency_mark: (0, Duration::ZERO),
         missed: 0,
         floods: 0,
+        shutting_down: false,
         flood_logged: None,
         bad_logged: None,
     };
@@ -513,6 +560,11 @@ struct Session {
     /// The next record to read from the feed.
     cursor: u64,
     gate: Gate,
+    /// The allowance of audit records about commands, and how many were left out.
+    command_audits: Limiter<()>,
+    audits_suppressed: u64,
+    /// Dropped events last logged: (count, when).
+    drop_logged: (u64, Option<Instant>),
     last_person: Option<String>,
     /// When the slow sensors were last published.
     sensors_at: Option<Instant>,
@@ -522,6 +574,8 @@ struct Session {
     missed: u64,
     /// Commands dropped by the flood limit, and when that was last logged.
     floods: u64,
+    /// Stopping: no snapshots (the last second is for the state and `offline`).
+    shutting_down: bool,
     flood_logged: Option<Instant>,
     /// When an unreadable command was last logged.
     bad_logged: Option<Instant>,
@@ -560,6 +614,12 @@ impl Session {
         self.ever_connected = true;
         self.shared.metrics.mqtt_connected(true);
         self.reporter.connected(&self.broker());
+        // Clear any retained command before subscribing (the broker keeps the order): a
+        // stale UNLOCK is never delivered, and an oversized one cannot break every
+        // connection as it arrives.
+        for topic in [&self.topics.lock_set, &self.topics.mode_set] {
+            self.send(topic, QoS::AtMostOnce, true, Vec::new());
+        }
         for topic in [&self.topics.lock_set, &self.topics.mode_set] {
             let _ = self.client.try_subscribe(topic.as_str(), QoS::AtLeastOnce);
         }
@@ -634,13 +694,26 @@ impl Session {
                     payload,
                 });
             }
-            if self.settings.camera && self.connected {
+            if self.settings.camera && self.connected && !self.shutting_down {
                 self.send_snapshot(&record);
             }
         }
-        self.shared
-            .metrics
-            .mqtt_events_dropped(self.outbox.dropped() + self.missed);
+        let dropped = self.outbox.dropped() + self.missed;
+        self.shared.metrics.mqtt_events_dropped(dropped);
+        let now = Instant::now();
+        if dropped > self.drop_logged.0
+            && self
+                .drop_logged
+                .1
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60))
+        {
+            log::warn!(
+                "MQTT: {dropped} events dropped since the start (the broker is away and the \
+                 buffer of {} is full; the audit log keeps them all)",
+                outbox::OUTBOX_DEPTH
+            );
+            self.drop_logged = (dropped, Some(now));
+        }
         if self.connected {
             self.publish_states();
             self.pump();
@@ -724,10 +797,7 @@ impl Session {
                      retain flag"
                 );
                 log::warn!("{message}");
-                audit(
-                    &self.shared.inputs,
-                    Record::new(AuditEvent::Warning).by(&by).message(message),
-                );
+                self.audit_command(Record::new(AuditEvent::Warning).by(&by).message(message));
                 // QoS 0: events are the only QoS 1 messages (see outbox).
                 self.send(topic, QoS::AtMostOnce, true, Vec::new());
             }
@@ -737,7 +807,9 @@ impl Session {
             return; // a retained command being cleared (by us or by the admin)
         }
         let now = Instant::now();
-        if self.gate.admit(now) == Err(Refusal::Flood) {
+        let parsed = is_lock.then(|| commands::parse_lock(payload));
+        let lock_only = matches!(parsed, Some(Ok(commands::LockCommand::Lock)));
+        if self.gate.admit(lock_only, now) == Err(Refusal::Flood) {
             self.floods += 1;
             if self
                 .flood_logged
@@ -754,22 +826,19 @@ impl Session {
             }
             return;
         }
-        let request = if is_lock {
-            match commands::parse_lock(payload) {
-                Ok(command) => self.gate.lock(&self.settings, command, now),
-                Err(problem) => {
-                    if self
-                        .bad_logged
-                        .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60))
-                    {
-                        self.bad_logged = Some(now);
-                        log::warn!("MQTT: ignored a command on {topic}: {problem}");
-                    }
-                    return;
+        let request = match parsed {
+            Some(Ok(command)) => self.gate.lock(&self.settings, command, now),
+            Some(Err(problem)) => {
+                if self
+                    .bad_logged
+                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60))
+                {
+                    self.bad_logged = Some(now);
+                    log::warn!("MQTT: ignored a command on {topic}: {problem}");
                 }
+                return;
             }
-        } else {
-            self.gate.mode(&self.settings, payload)
+            None => self.gate.mode(&self.settings, payload),
         };
         // A command published with the retain flag reaches a connected lock as an
         // ordinary message (MQTT 3.1.1 clears the flag on live delivery): clear any
@@ -788,12 +857,34 @@ impl Session {
             }
             Err(Refusal::Refused(reason)) => {
                 log::warn!("MQTT command from {by} refused: {reason}");
-                audit(
-                    &self.shared.inputs,
-                    Record::new(AuditEvent::Refused).by(&by).message(reason),
-                );
+                self.audit_command(Record::new(AuditEvent::Refused).by(&by).message(reason));
             }
             Err(Refusal::Flood) => {}
+        }
+    }
+
+    /// Audits a record about a command, within the allowance.
+    fn audit_command(&mut self, record: Record) {
+        let now = Instant::now();
+        if self.command_audits.take(&(), now).is_ok() {
+            let record = match std::mem::take(&mut self.audits_suppressed) {
+                0 => record,
+                n => {
+                    let message = record.message.clone().unwrap_or_default();
+                    record.message(format!(
+                        "{message} ({n} earlier records about MQTT commands were left out)"
+                    ))
+                }
+            };
+            audit(&self.shared.inputs, record);
+        } else {
+            self.audits_suppressed += 1;
+            if self.audits_suppressed == 1 {
+                log::warn!(
+                    "MQTT: too many records about commands; leaving them out of the audit \
+                     log for a while (they are still logged here)"
+                );
+            }
         }
     }
 
@@ -802,12 +893,19 @@ impl Session {
         if !self.connected {
             return;
         }
+        self.shutting_down = true;
         self.on_tick();
-        self.retain(
-            &self.topics.availability.clone(),
-            topics::OFFLINE.as_bytes(),
+        // Awaited (within the caller's limit): `offline` must go out before the clean
+        // disconnect, which cancels the last will.
+        let offline = self.client.publish(
+            self.topics.availability.as_str(),
+            QoS::AtMostOnce,
+            true,
+            topics::OFFLINE.as_bytes().to_vec(),
         );
-        let _ = self.client.try_disconnect();
+        if offline.await.is_err() || self.client.disconnect().await.is_err() {
+            return;
+        }
         while let Some(event) = events.recv().await {
             match event {
                 Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,

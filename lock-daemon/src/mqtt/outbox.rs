@@ -11,6 +11,9 @@ use std::collections::VecDeque;
 
 /// Events kept while the broker is away.
 pub const OUTBOX_DEPTH: usize = 256;
+/// Connections an event may be in flight on before it is dropped (and counted): a broker
+/// that drops the connection on one message must not stop every later one.
+pub const MAX_ATTEMPTS: u32 = 3;
 
 /// One message to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct Outbox {
     capacity: usize,
     dropped: u64,
     flight: Flight,
+    /// Connections the head event was lost with.
+    attempts: u32,
 }
 
 impl Default for Outbox {
@@ -50,6 +55,7 @@ impl Outbox {
             capacity: capacity.max(1),
             dropped: 0,
             flight: Flight::Idle,
+            attempts: 0,
         }
     }
 
@@ -62,6 +68,7 @@ impl Outbox {
             } else {
                 self.queue.pop_front();
                 self.flight = Flight::Idle;
+                self.attempts = 0;
             }
             self.dropped += 1;
         }
@@ -108,13 +115,23 @@ impl Outbox {
         if self.flight == Flight::Written(pkid) {
             self.queue.pop_front();
             self.flight = Flight::Idle;
+            self.attempts = 0;
             return true;
         }
         false
     }
 
-    /// The connection was lost: the event in flight is sent again after the next connect.
+    /// The connection was lost: the event in flight is sent again after the next connect,
+    /// unless it has been lost with [`MAX_ATTEMPTS`] connections (then it is dropped).
     pub fn disconnected(&mut self) {
+        if self.flight != Flight::Idle {
+            self.attempts += 1;
+            if self.attempts >= MAX_ATTEMPTS {
+                self.queue.pop_front();
+                self.dropped += 1;
+                self.attempts = 0;
+            }
+        }
         self.flight = Flight::Idle;
     }
 }
@@ -155,6 +172,20 @@ mod tests {
         outbox.disconnected();
         assert!(!outbox.acknowledged(3), "an ack from the old connection");
         assert_eq!(outbox.due(), Some(&m(1)));
+    }
+
+    #[test]
+    fn an_event_the_broker_keeps_refusing_is_dropped_after_three_connections() {
+        let mut outbox = Outbox::new(8);
+        outbox.push(m(1));
+        outbox.push(m(2));
+        for _ in 0..MAX_ATTEMPTS {
+            assert_eq!(outbox.due(), Some(&m(1)));
+            outbox.handed();
+            outbox.disconnected();
+        }
+        assert_eq!(outbox.dropped(), 1);
+        assert_eq!(outbox.due(), Some(&m(2)));
     }
 
     #[test]

@@ -76,6 +76,14 @@ mod tests {
         Record::new(Event::Exit).message(n.to_string())
     }
 
+    fn messages(batch: &Batch) -> Vec<String> {
+        batch
+            .records
+            .iter()
+            .map(|r| r.message.clone().unwrap())
+            .collect()
+    }
+
     #[test]
     fn a_reader_gets_each_record_once_in_order() {
         let feed = EventFeed::default();
@@ -84,10 +92,10 @@ mod tests {
         feed.push(record(2));
         let batch = feed.read(&mut cursor);
         assert_eq!(batch.missed, 0);
-        assert_eq!(batch.records, vec![record(1), record(2)]);
+        assert_eq!(messages(&batch), ["1", "2"]);
         assert!(feed.read(&mut cursor).records.is_empty());
         feed.push(record(3));
-        assert_eq!(feed.read(&mut cursor).records, vec![record(3)]);
+        assert_eq!(messages(&feed.read(&mut cursor)), ["3"]);
     }
 
     #[test]
@@ -100,6 +108,6 @@ mod tests {
         let batch = feed.read(&mut cursor);
         assert_eq!(batch.missed, 10);
         assert_eq!(batch.records.len(), FEED_DEPTH);
-        assert_eq!(batch.records[0], record(10));
+        assert_eq!(messages(&batch)[0], "10");
     }
 }
