@@ -8,6 +8,17 @@
 # OOM killer involved. Set it to 0 to run without the cap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# System packages the tests need, checked first so a fresh machine is told at once.
+missing=()
+if command -v dpkg >/dev/null && ! dpkg -s libclang-dev >/dev/null 2>&1; then
+    missing+=(libclang-dev) # the v4l crate's bindings
+fi
+command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto) # MQTT tests
+if ((${#missing[@]})); then
+    echo "scripts/test.sh: the tests need ${missing[*]}; install with:" >&2
+    echo "  sudo apt-get install ${missing[*]}" >&2
+    exit 1
+fi
 bash models/fetch.sh --quiet
 cap=${FACELOCK_TEST_MEMORY_CAP:-$((6 << 30))}
 if ((cap > 0)) && command -v prlimit >/dev/null; then

@@ -9,6 +9,7 @@ mod golden;
 mod hostile_input;
 mod http_api;
 mod models;
+mod mqtt;
 mod support;
 mod training;
 mod trust;
