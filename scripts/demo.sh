@@ -15,7 +15,9 @@ export FACELOCK_CACHE=${FACELOCK_CACHE:-$HOME/.cache/facelock}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$FACELOCK_CACHE/cargo-target}
 
 bash models/fetch.sh --quiet
-cargo build --release --locked -p trainer -p lock-daemon
+# Without the V4L2 camera adapter (the demo replays photos): its bindings need libclang,
+# which a fresh machine does not have. The Pi packages and the tests build it.
+cargo build --release --locked --no-default-features -p trainer -p lock-daemon
 bin=$CARGO_TARGET_DIR/release
 data=$FACELOCK_CACHE/data
 

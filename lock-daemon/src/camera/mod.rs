@@ -4,6 +4,7 @@
 mod files;
 pub mod ir;
 mod pipe;
+#[cfg(feature = "v4l2")]
 mod v4l2;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use image::RgbImage;
 use crate::config::{CameraSettings, CameraSource, Rotation};
 pub use files::{fit, ReplayDir};
 pub use pipe::{JpegSplitter, MjpegPipe};
+#[cfg(feature = "v4l2")]
 pub use v4l2::{yuyv_to_rgb, V4l2Camera};
 
 /// One captured frame, owned by the caller.
@@ -107,6 +109,7 @@ pub enum CameraError {
 /// Opens the configured source, with the configured rotation applied to every frame.
 pub fn open(settings: &CameraSettings) -> Result<Box<dyn FrameSource>, CameraError> {
     let source: Box<dyn FrameSource> = match &settings.source {
+        #[cfg(feature = "v4l2")]
         CameraSource::V4l2 { device } => Box::new(V4l2Camera::open(
             device,
             settings.width,
@@ -114,6 +117,16 @@ pub fn open(settings: &CameraSettings) -> Result<Box<dyn FrameSource>, CameraErr
             settings.fps,
             settings.pixel_format,
         )?),
+        #[cfg(not(feature = "v4l2"))]
+        CameraSource::V4l2 { device } => {
+            return Err(CameraError::Format {
+                device: device.clone(),
+                reason: "this lock-daemon was built without V4L2 support (`cargo build \
+                         --no-default-features`); build it with the default features \
+                         (needs libclang-dev), or use camera.mjpeg_pipe or camera.replay_dir"
+                    .into(),
+            })
+        }
         CameraSource::MjpegPipe { input } => Box::new(MjpegPipe::open(
             input,
             Some((settings.width, settings.height)),
