@@ -34,6 +34,7 @@ use rumqttc::{
     MqttOptions, Outgoing, QoS, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, Notify};
+use tokio_rustls::rustls;
 
 pub use settings::{MqttSettings, MqttTls, Permission};
 
@@ -233,7 +234,6 @@ fn read_password(path: &Path) -> Result<String, String> {
 fn tls_config(tls: &MqttTls) -> Result<rustls::ClientConfig, String> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio_rustls::rustls;
     let certs = |path: &Path, key: &str| -> Result<Vec<CertificateDer<'static>>, String> {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
@@ -293,8 +293,6 @@ fn tls_config(tls: &MqttTls) -> Result<rustls::ClientConfig, String> {
         }
     }
 }
-
-use tokio_rustls::rustls;
 
 /// Whether the broker refused the credentials.
 fn refused_credentials(error: &ConnectionError) -> bool {

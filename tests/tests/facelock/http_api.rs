@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::daemon::{
     empty_hallway, output_within, photos, signal, wait_within, Lock, Timing, PROCESS_LIMIT,
 };
+use crate::support::free_port;
 use crate::support::{extra, workspace_binary};
 use crate::training::{classifier_without_ben, sample_classifier};
 use crate::trust::{created_in, Signer};
@@ -72,14 +73,6 @@ impl Reply {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn agent(tls: Option<&str>) -> ureq::Agent {

@@ -21,6 +21,7 @@ use crate::daemon::{
     empty_hallway, output_within, photos, signal, wait_within, Lock, Timing, PROCESS_LIMIT,
 };
 use crate::support::extra;
+use crate::support::free_port;
 use crate::training::classifier_without_ben;
 
 /// The lock's name in every test (each test has a broker of its own).
@@ -39,14 +40,6 @@ const LOOPING: Timing = Timing {
 const START_LIMIT: Duration = Duration::from_secs(60);
 /// How long anything may take once the daemon is up.
 const LIMIT: Duration = Duration::from_secs(15);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn mosquitto() -> PathBuf {
     let on_path = std::env::var_os("PATH").and_then(|path| {
