@@ -668,6 +668,18 @@ impl Drop for Daemon {
     }
 }
 
+/// A broker, a watcher on it, and a daemon with `[mqtt]` (plus `extra` keys) replaying an
+/// empty hallway, once the daemon says `online`.
+fn online_in_an_empty_hallway(extra: &str) -> (Broker, Watcher, Daemon) {
+    let broker = Broker::start(BrokerOptions::default());
+    let lock = lock_with_mqtt(|l| broker.mqtt_section(l, extra));
+    lock.add_frames(&empty_hallway(), 3);
+    let watcher = broker.watch();
+    let daemon = Daemon::start(lock);
+    daemon.wait_online(&watcher);
+    (broker, watcher, daemon)
+}
+
 #[test]
 fn the_broker_harness_keeps_retained_messages_and_comes_back_on_the_same_port() {
     let mut broker = Broker::start(BrokerOptions::default());
@@ -694,12 +706,7 @@ fn the_broker_harness_keeps_retained_messages_and_comes_back_on_the_same_port() 
 
 #[test]
 fn discovery_announces_every_entity_home_assistant_needs_as_retained_json() {
-    let broker = Broker::start(BrokerOptions::default());
-    let lock = lock_with_mqtt(|l| broker.mqtt_section(l, ""));
-    lock.add_frames(&empty_hallway(), 3);
-    let watcher = broker.watch();
-    let daemon = Daemon::start(lock);
-    daemon.wait_online(&watcher);
+    let (broker, watcher, daemon) = online_in_an_empty_hallway("");
     let lock_config = format!("homeassistant/lock/{NAME}/lock/config");
     let event_config = format!("homeassistant/event/{NAME}/access/config");
     let select_config = format!("homeassistant/select/{NAME}/mode/config");
@@ -907,13 +914,8 @@ fn a_face_let_in_and_a_stranger_refused_are_published_as_events_with_the_lock_st
 
 #[test]
 fn an_unlock_command_over_mqtt_reaches_the_relay_and_is_audited() {
-    let broker = Broker::start(BrokerOptions::default());
     // Long enough that only the LOCK command can end it within the test.
-    let lock = lock_with_mqtt(|l| broker.mqtt_section(l, "unlock_secs = 60.0\n"));
-    lock.add_frames(&empty_hallway(), 3);
-    let watcher = broker.watch();
-    let daemon = Daemon::start(lock);
-    daemon.wait_online(&watcher);
+    let (_broker, watcher, daemon) = online_in_an_empty_hallway("unlock_secs = 60.0\n");
     let command = format!("{BASE}/lock/set");
     watcher.publish(&command, "UNLOCK", false);
     daemon.wait_lock(LIMIT, "the unlock", |l| {
@@ -1044,12 +1046,7 @@ fn retained_commands_left_on_the_broker_are_cleared_at_connect_and_never_obeyed(
 
 #[test]
 fn lockdown_set_over_mqtt_refuses_an_unlock_command() {
-    let broker = Broker::start(BrokerOptions::default());
-    let lock = lock_with_mqtt(|l| broker.mqtt_section(l, ""));
-    lock.add_frames(&empty_hallway(), 3);
-    let watcher = broker.watch();
-    let daemon = Daemon::start(lock);
-    daemon.wait_online(&watcher);
+    let (_broker, watcher, daemon) = online_in_an_empty_hallway("");
     watcher.publish(&format!("{BASE}/mode/set"), "lockdown", false);
     let mode_topic = format!("{BASE}/mode");
     daemon.wait_mqtt(&watcher, LIMIT, "mode lockdown", |m| {
