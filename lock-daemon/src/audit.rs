@@ -524,6 +524,29 @@ mod tests {
         }
     }
 
+    /// The colour of the top edge of the box `face` draws, in a 64x64 snapshot.
+    fn box_edge(snapshot: &Path) -> [u8; 3] {
+        let snap = image::open(snapshot).unwrap().to_rgb8();
+        assert_eq!(snap.dimensions(), (64, 64));
+        snap.get_pixel(30, 10).0
+    }
+
+    fn assert_red([r, g, b]: [u8; 3]) {
+        assert!(
+            r > 150 && g < 120 && b < 120,
+            "not the red of an unknown face: {:?}",
+            [r, g, b]
+        );
+    }
+
+    fn assert_green([r, g, b]: [u8; 3]) {
+        assert!(
+            g > 150 && r < 120 && b < 150,
+            "not the green of a known face: {:?}",
+            [r, g, b]
+        );
+    }
+
     #[test]
     fn events_are_appended_as_json_lines() {
         let dir = tempfile::tempdir().unwrap();
@@ -561,41 +584,79 @@ mod tests {
         assert_eq!(mode & 0o007, 0, "not world-readable: {mode:o}");
     }
 
+    /// Panics when a line of the log could hold an embedding: every line is a flat object
+    /// of the known keys with plain values (no arrays, no nested objects), and no text
+    /// in it carries a run of numbers (a vector printed into a message).
+    fn assert_no_embedding(text: &str) {
+        const KEYS: [&str; 9] = [
+            "time",
+            "event",
+            "person",
+            "probability",
+            "similarity",
+            "frames",
+            "message",
+            "by",
+            "snapshot",
+        ];
+        for line in text.lines() {
+            let record: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            for (key, value) in &record {
+                assert!(KEYS.contains(&key.as_str()), "unexpected key {key}: {line}");
+                assert!(
+                    !value.is_array() && !value.is_object(),
+                    "{key} holds a structure: {line}"
+                );
+                let numbers = value.as_str().map_or(0, |text| {
+                    text.split(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e')))
+                        .filter(|t| t.contains('.') && t.parse::<f64>().is_ok())
+                        .count()
+                });
+                assert!(numbers < 8, "{key} holds {numbers} numbers: {line}");
+            }
+        }
+    }
+
     #[test]
-    fn records_only_carry_names_scores_and_counts() {
-        let record = Record::from_action(&Action::DeniedUnknown {
-            probability: 0.3,
-            similarity: 0.2,
-        })
-        .person("x")
-        .frames(1)
-        .message("m");
-        let json = serde_json::to_value(Record {
-            snapshot: Some("s.jpg".into()),
-            ..record
-        })
-        .unwrap();
-        let mut keys: Vec<&str> = json
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort();
-        assert_eq!(
-            keys,
-            [
-                "event",
-                "frames",
-                "message",
-                "person",
-                "probability",
-                "similarity",
-                "snapshot",
-                "time"
-            ]
-        );
-        assert_eq!(json["event"], "denied-unknown");
+    fn the_log_of_unlocks_and_strangers_holds_no_embedding() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), Some(10));
+        let mut log = AuditLog::open(&s).unwrap();
+        let frame = RgbImage::new(64, 64);
+        let actions = [
+            Action::Unlock {
+                person: "ada".into(),
+                frames: 3,
+                probability: 0.97,
+                similarity: 0.81,
+            },
+            Action::DeniedUnknown {
+                probability: 0.3,
+                similarity: 0.2,
+            },
+            Action::Relock {
+                person: "ada".into(),
+            },
+        ];
+        for (action, faces) in actions.iter().zip([
+            vec![face(Some("ada"))],
+            vec![face(None), face(None)],
+            vec![],
+        ]) {
+            log.record_with_snapshot(&mut Record::from_action(action), &frame, &faces)
+                .unwrap();
+        }
+        let text = std::fs::read_to_string(&s.log).unwrap();
+        assert_no_embedding(&text);
+        let records = lines(&s.log);
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0]["event"], "unlock");
+        assert_eq!(records[0]["person"], "ada");
+        assert!(records[0]["snapshot"].is_string());
+        assert_eq!(records[1]["event"], "denied-unknown");
+        assert!((records[1]["similarity"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+        assert_eq!(records[2]["event"], "relock");
     }
 
     #[test]
@@ -604,15 +665,20 @@ mod tests {
         let s = settings(dir.path(), Some(2));
         let mut log = AuditLog::open(&s).unwrap();
         let frame = RgbImage::new(64, 64);
+        let snap_dir = s.snapshots.as_ref().unwrap().dir.clone();
         let unknown = [face(None)];
+        let mut stranger = None;
         for _ in 0..3 {
-            log.record_with_snapshot(
-                &mut Record::new(Event::DeniedUnknown).scores(0.3, 0.2),
-                &frame,
-                &unknown,
-            )
-            .unwrap();
+            let mut record = Record::new(Event::DeniedUnknown).scores(0.3, 0.2);
+            log.record_with_snapshot(&mut record, &frame, &unknown)
+                .unwrap();
+            stranger = record.snapshot;
         }
+        // The stranger's snapshot shows the red box of the unknown face (checked now:
+        // retention removes it below).
+        let stranger = stranger.expect("strangers get a snapshot");
+        assert!(stranger.ends_with("-denied-unknown.jpg"), "{stranger}");
+        assert_red(box_edge(&snap_dir.join(&stranger)));
         log.record_with_snapshot(
             &mut Record::new(Event::Unlock).person("ada/../x"),
             &frame,
@@ -622,7 +688,6 @@ mod tests {
         // Relocks never get snapshots.
         log.record_with_snapshot(&mut Record::new(Event::Relock).person("ada"), &frame, &[])
             .unwrap();
-        let snap_dir = s.snapshots.as_ref().unwrap().dir.clone();
         std::fs::write(snap_dir.join("keep-me.jpg"), b"not ours").unwrap();
         log.record_with_snapshot(&mut Record::new(Event::Unlock).person("bob"), &frame, &[])
             .unwrap();
@@ -639,9 +704,8 @@ mod tests {
         assert_eq!(records.len(), 6);
         assert!(records[4].get("snapshot").is_none());
         assert_eq!(records[5]["snapshot"], files[1].as_str());
-        // The snapshot shows the red box of the unknown face.
-        let snap = image::open(snap_dir.join(&files[0])).unwrap().to_rgb8();
-        assert_eq!(snap.dimensions(), (64, 64));
+        // The unlock's snapshot shows the green box of the known face.
+        assert_green(box_edge(&snap_dir.join(&files[0])));
         let mode = std::fs::metadata(snap_dir.join(&files[1]))
             .unwrap()
             .permissions()
@@ -661,12 +725,17 @@ mod tests {
             &[face(None)],
         )
         .unwrap();
-        let name = lines(&s.log)[0]["snapshot"].as_str().unwrap().to_owned();
-        let snap = image::open(s.snapshots.unwrap().dir.join(name))
-            .unwrap()
-            .to_rgb8();
-        let [r, g, _] = snap.get_pixel(30, 10).0;
-        assert!(r > 150 && g < 120, "box pixel {:?}", snap.get_pixel(30, 10));
+        log.record_with_snapshot(
+            &mut Record::new(Event::Unlock).person("ada"),
+            &frame,
+            &[face(Some("ada"))],
+        )
+        .unwrap();
+        let records = lines(&s.log);
+        let dir = s.snapshots.unwrap().dir;
+        let snapshot = |i: usize| dir.join(records[i]["snapshot"].as_str().unwrap());
+        assert_red(box_edge(&snapshot(0)));
+        assert_green(box_edge(&snapshot(1)));
     }
 
     #[test]

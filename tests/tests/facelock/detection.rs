@@ -15,8 +15,13 @@ struct Reference {
 
 /// The reference decoded the JPEGs with libjpeg; the `image` crate's decoder
 /// rounds differently (pixels differ by up to 4 levels), which moves
-/// borderline candidates. Fed identical pixels, this pipeline reproduces the
-/// reference boxes to 0.1 px, so the bounds below measure decoder drift only.
+/// borderline candidates. Fed identical pixels (libjpeg's, saved as PNG), this
+/// pipeline finds the same faces in all 118 photos, with 118 of the 124 boxes
+/// within 0.01 px of the reference and six moved by 4 to 9 px; so the bounds
+/// below mostly measure decoder drift. They are the figures the README states
+/// (measured on x86_64: 115/118, 115/124, median 0.9985, two faces under IoU 0.5),
+/// less one face of slack for the other CPUs' kernels (aarch64 and armv7 run this
+/// test under qemu): a regression of two faces fails it.
 #[test]
 fn detections_match_the_reference_on_the_sample_photos() {
     let text = std::fs::read_to_string(fixture("mtcnn_reference_detections.json")).unwrap();
@@ -57,18 +62,17 @@ fn detections_match_the_reference_on_the_sample_photos() {
     }
     ious.sort_by(f32::total_cmp);
     let median = ious[ious.len() / 2];
+    let far = ious.iter().filter(|&&iou| iou < 0.5).count();
     eprintln!(
-        "same face count on {photos_same_count}/118 photos; IoU >= 0.9 for {faces_close}/{faces} faces; median IoU {median:.3}\n{report:#?}"
+        "same face count on {photos_same_count}/118 photos; IoU >= 0.9 for {faces_close}/{faces} faces; median IoU {median:.4}; {far} faces under IoU 0.5\n{report:#?}"
     );
+    assert_eq!(faces, 124);
     assert!(photos_same_count >= 114, "{report:#?}");
-    assert!(faces_close as f64 >= 0.9 * faces as f64, "{report:#?}");
-    assert!(median >= 0.95, "median IoU {median}");
+    assert!(faces_close >= 114, "{report:#?}");
+    assert!(median >= 0.995, "median IoU {median}");
     // Measured: two faces (a borderline face in a crowd, and a box taken from a
     // neighbouring candidate) move further than that.
-    assert!(
-        ious.iter().filter(|&&iou| iou < 0.5).count() <= 2,
-        "{report:#?}"
-    );
+    assert!(far <= 2, "{report:#?}");
 }
 
 #[test]

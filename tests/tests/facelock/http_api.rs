@@ -660,23 +660,42 @@ fn bad_bodies_get_4xx_with_the_reason_and_the_daemon_keeps_running() {
     let n = stream.read(&mut head).unwrap_or(0);
     let head = String::from_utf8_lossy(&head[..n]);
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
-    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
-        ("empty", "image/jpeg", Vec::new(), 400),
+    // Each reason says what is wrong with the body, and for a wrong type what to send.
+    let not_a_photo = "the body is not a usable JPEG or PNG photo";
+    let cases = vec![
+        (
+            "empty",
+            "image/jpeg",
+            Vec::new(),
+            400,
+            [not_a_photo, "no image data (0 bytes)"],
+        ),
         (
             "garbage",
             "image/jpeg",
             b"this is not a photo at all".repeat(100),
             400,
+            [not_a_photo, "not a JPEG or PNG image"],
         ),
         (
             "truncated",
             "image/jpeg",
             photo[..photo.len() / 3].to_vec(),
             400,
+            [not_a_photo, "the JPEG is truncated"],
         ),
-        ("wrong type", "text/plain", photo.clone(), 415),
+        (
+            "wrong type",
+            "text/plain",
+            photo.clone(),
+            415,
+            [
+                "Content-Type \"text/plain\" is not accepted",
+                "send image/jpeg or image/png",
+            ],
+        ),
     ];
-    for (what, kind, body, want) in &cases {
+    for (what, kind, body, want, reason) in &cases {
         let reply = api
             .try_call(
                 "POST",
@@ -686,12 +705,13 @@ fn bad_bodies_get_4xx_with_the_reason_and_the_daemon_keeps_running() {
             )
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(reply.status, *want, "{what}: {}", reply.text());
-        assert!(
-            reply.json()["error"]
-                .as_str()
-                .is_some_and(|e| !e.is_empty()),
-            "{what}"
-        );
+        let error = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for part in reason {
+            assert!(error.contains(part), "{what}: {error:?} lacks {part:?}");
+        }
     }
     // Bad JSON and bad values for the door commands.
     for (body, want) in [
