@@ -15,7 +15,9 @@ pub mod error;
 pub mod models;
 pub mod photo;
 pub mod pipeline;
+pub mod quality;
 pub mod signature;
+pub mod subject;
 
 pub use artifact::{ClassifierMeta, HeadParams, Thresholds};
 pub use classify::{Classifier, Prediction, Scores};
