@@ -135,6 +135,7 @@ fn classifier(settings: &Settings, models: Models) -> Result<(), String> {
             let classifier = recognizer::check_classifier_without_models(
                 &r.classifier,
                 key,
+                &r.pipeline_config(),
                 &state,
                 recorded.as_ref(),
             );
@@ -146,6 +147,7 @@ fn classifier(settings: &Settings, models: Models) -> Result<(), String> {
         None => recognizer::check_classifier_without_models(
             &r.classifier,
             key,
+            &r.pipeline_config(),
             &state,
             recorded.as_ref(),
         )
@@ -329,6 +331,9 @@ mod tests {
             created: created.into(),
             photos_per_person: Default::default(),
             notes: Default::default(),
+            crop_margin: 0.0,
+            detector_min_face_px: 20.0,
+            pipeline_version: artifact::PIPELINE_VERSION,
         };
         let head = HeadParams {
             weights: vec![0.1; dim * labels.len()],
@@ -446,6 +451,26 @@ dir = "state"
                     std::fs::write(i.path("classifier.onnx"), &bytes[..bytes.len() / 2]).unwrap()
                 },
                 "classifier.onnx refused",
+            ),
+            (
+                "classifier made with another crop margin than the lock's",
+                |i| {
+                    i.config(&GOOD.replace(
+                        "model_dir = \"models\"",
+                        "model_dir = \"models\"\ncrop_margin = 0.2",
+                    ))
+                },
+                "was made with crop margin 0, but this pipeline uses 0.2",
+            ),
+            (
+                "classifier made with another detector minimum face than the lock's",
+                |i| {
+                    i.config(&GOOD.replace(
+                        "model_dir = \"models\"",
+                        "model_dir = \"models\"\ndetector_min_face_px = 60",
+                    ))
+                },
+                "or retrain with `trainer --min-face-px 60 train`",
             ),
             (
                 "classifier older than the one in service",

@@ -2,20 +2,31 @@
 //! loop drives, and [`PipelineRecognizer`], the real one (MTCNN + FaceNet + the signed
 //! classifier file).
 //!
-//! Every classifier, at start and on reload, goes through one trust path
-//! ([`check_classifier`], then [`accept`]): its signature when a key is configured, the
-//! embedder it was trained for, and the rollback rule (`rollback.rs`): never older than the
-//! classifier in service, unless an administrator allowed exactly that file.
+//! Every classifier, at start, on reload and on upload, goes through one trust path
+//! ([`check_classifier`], then [`accept`]): recognition's
+//! ([`Classifier::from_trusted_bytes`], the one the trainer uses too: the signature when a
+//! key is configured, the pipeline version, crop margin and detector minimum face it was
+//! made with, the embedder it was trained for), then the rollback rule (`rollback.rs`):
+//! never older than the classifier in service, unless an administrator allowed exactly that
+//! file.
+//!
+//! A classifier made with another `recognition.crop_margin` or
+//! `recognition.detector_min_face_px` than the lock's, or by another pipeline version, is
+//! refused (at start the daemon does not run; on reload the old classifier stays), with an
+//! error naming both values and the fix: set the lock's value to the classifier's, or
+//! retrain with the lock's. The lock does not adopt the recorded values: its settings are
+//! what the operator chose (the detector's minimum face sets its speed), and a silent
+//! change would hide that the two sides disagree.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, Result};
 use image::RgbImage;
-use recognition::classify::Prediction;
+use recognition::classify::{Expected, Prediction};
 use recognition::detect::BBox;
 use recognition::photo::{DecodeLimits, DETECT_MAX_SIDE, MAX_PHOTO_SIDE};
-use recognition::{Classifier, FacePipeline, ModelDir, Recognized};
+use recognition::{Classifier, FacePipeline, ModelDir, PipelineConfig, Recognized};
 use serde::Serialize;
 
 use crate::audit::{self, Event, Record};
@@ -186,44 +197,6 @@ pub enum PhotoError {
     Recognition(String),
 }
 
-/// Reads a classifier file once, checks its signature when a trusted key is
-/// configured, and loads it from the same bytes (no check-then-reload race).
-/// No rollback check: the daemon uses [`check_classifier`] and [`accept`].
-pub fn load_classifier(
-    path: &Path,
-    trusted_key: Option<&Path>,
-    pipeline: &FacePipeline,
-) -> Result<Classifier> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read classifier {}", path.display()))?;
-    verified(path, &bytes, trusted_key, pipeline)
-}
-
-/// Signature (when a key is configured) and embedder checks on bytes already read.
-fn verified(
-    path: &Path,
-    bytes: &[u8],
-    trusted_key: Option<&Path>,
-    pipeline: &FacePipeline,
-) -> Result<Classifier> {
-    verify_signature(path, bytes, trusted_key)?;
-    Ok(Classifier::from_bytes(
-        path,
-        bytes,
-        pipeline.embedder.sha256(),
-        pipeline.embedder.dim(),
-    )?)
-}
-
-fn verify_signature(path: &Path, bytes: &[u8], trusted_key: Option<&Path>) -> Result<()> {
-    if let Some(key_path) = trusted_key {
-        let key = recognition::signature::read_verifying_key(key_path)?;
-        recognition::signature::verify(bytes, &key)
-            .with_context(|| format!("classifier {} refused", path.display()))?;
-    }
-    Ok(())
-}
-
 /// A classifier file that passed every trust check, not yet in service.
 #[derive(Debug)]
 pub struct Trusted {
@@ -234,10 +207,12 @@ pub struct Trusted {
     pub sha256: String,
 }
 
-/// Reads a classifier file once and runs every trust check on those bytes: the signature
-/// (when a key is configured), the embedder, and the rollback rule against `in_service`
-/// (the classifier in service; at start, the one recorded in the state directory), which
-/// consults a pending `allow-downgrade`. Writes nothing: [`accept`] puts it into service.
+/// Reads a classifier file once and runs every trust check on those bytes: recognition's
+/// trust path ([`Classifier::from_trusted_bytes`]: the signature when a key is configured,
+/// the pipeline version and settings, the embedder), then the rollback rule against
+/// `in_service` (the classifier in service; at start, the one recorded in the state
+/// directory), which consults a pending `allow-downgrade`. Writes nothing: [`accept`] puts
+/// it into service.
 pub fn check_classifier(
     path: &Path,
     trusted_key: Option<&Path>,
@@ -245,57 +220,81 @@ pub fn check_classifier(
     state: &StateDir,
     in_service: Option<&Stamp>,
 ) -> Result<Trusted> {
-    let (classifier, rollback, sha256) =
-        trust_checks(path, trusted_key, Some(pipeline), state, in_service)?;
+    let bytes = read_classifier(path)?;
+    let (classifier, rollback, sha256) = trust_checks(
+        path,
+        &bytes,
+        trusted_key,
+        Against::Pipeline(pipeline),
+        state,
+        in_service,
+    )?;
     Ok(Trusted {
         path: path.to_owned(),
-        classifier: classifier.expect("a pipeline was given"),
+        classifier: classifier.expect("checked against a pipeline"),
         rollback,
         sha256,
     })
 }
 
 /// The trust checks that need no models: everything [`check_classifier`] checks except the
-/// embedder (for `check-config` when the models themselves are the problem).
+/// embedder (for `check-config` when the models themselves are the problem). `config` is
+/// the pipeline the lock would run (`recognition.pipeline_config()`).
 pub fn check_classifier_without_models(
     path: &Path,
     trusted_key: Option<&Path>,
+    config: &PipelineConfig,
     state: &StateDir,
     in_service: Option<&Stamp>,
 ) -> Result<crate::rollback::Checked> {
-    Ok(trust_checks(path, trusted_key, None, state, in_service)?.1)
+    let bytes = read_classifier(path)?;
+    Ok(trust_checks(
+        path,
+        &bytes,
+        trusted_key,
+        Against::Settings(config),
+        state,
+        in_service,
+    )?
+    .1)
 }
 
+fn read_classifier(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read classifier {}", path.display()))
+}
+
+/// What a classifier is checked against: the loaded pipeline (embedder and settings), or,
+/// without the models, its settings only.
+#[derive(Debug, Clone, Copy)]
+enum Against<'a> {
+    Pipeline(&'a FacePipeline),
+    Settings(&'a PipelineConfig),
+}
+
+/// Recognition's trust path on bytes already read, then the rollback rule; `path` names
+/// them in messages. Returns the classifier (when checked against a pipeline), the
+/// rollback verdict and the sha256 of the bytes.
 fn trust_checks(
-    path: &Path,
-    trusted_key: Option<&Path>,
-    pipeline: Option<&FacePipeline>,
-    state: &StateDir,
-    in_service: Option<&Stamp>,
-) -> Result<(Option<Classifier>, crate::rollback::Checked, String)> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read classifier {}", path.display()))?;
-    trust_checks_bytes(path, &bytes, trusted_key, pipeline, state, in_service)
-}
-
-/// [`trust_checks`] on bytes already read; `path` names them in messages.
-fn trust_checks_bytes(
     path: &Path,
     bytes: &[u8],
     trusted_key: Option<&Path>,
-    pipeline: Option<&FacePipeline>,
+    against: Against,
     state: &StateDir,
     in_service: Option<&Stamp>,
 ) -> Result<(Option<Classifier>, crate::rollback::Checked, String)> {
-    let (classifier, created) = match pipeline {
-        Some(pipeline) => {
-            let classifier = verified(path, bytes, trusted_key, pipeline)?;
+    let key = trusted_key
+        .map(recognition::signature::read_verifying_key)
+        .transpose()?;
+    let (classifier, created) = match against {
+        Against::Pipeline(pipeline) => {
+            let classifier =
+                Classifier::from_trusted_bytes(path, bytes, key.as_ref(), &Expected::of(pipeline))?;
             let created = classifier.meta().created.clone();
             (Some(classifier), created)
         }
-        None => {
-            verify_signature(path, bytes, trusted_key)?;
-            let meta = recognition::artifact::meta_from_bytes(path, bytes)?;
+        Against::Settings(config) => {
+            let meta =
+                recognition::classify::check_without_models(path, bytes, key.as_ref(), config)?;
             (None, meta.created)
         }
     };
@@ -348,11 +347,11 @@ pub fn install_classifier(
     let in_service = state
         .in_service()
         .map_err(|e| InstallError::Write(format!("{e:#}")))?;
-    let (classifier, _, sha256) = trust_checks_bytes(
+    let (classifier, _, sha256) = trust_checks(
         shown,
         bytes,
         settings.security.trusted_key.as_deref(),
-        Some(pipeline),
+        Against::Pipeline(pipeline),
         &state,
         in_service.as_ref(),
     )

@@ -370,23 +370,34 @@ impl StateDir {
 
 /// `lock-daemon allow-downgrade`: allows the classifier file now installed at
 /// `recognition.classifier` into service once, although it is older than the one in service.
-/// The file must pass the signature check it will meet. The allowance is audited (naming who
+/// The file must pass the trust checks it will meet (signature, pipeline settings; the
+/// embedder is checked when it is put into service). The allowance is audited (naming who
 /// ran the command) before it is recorded. Returns what to tell the administrator.
 pub fn allow_downgrade(settings: &crate::config::Settings) -> anyhow::Result<String> {
     use anyhow::Context as _;
     let path = &settings.recognition.classifier;
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read classifier {}", path.display()))?;
-    if let Some(key_path) = &settings.security.trusted_key {
-        let key = recognition::signature::read_verifying_key(key_path)?;
-        recognition::signature::verify(&bytes, &key).with_context(|| {
-            format!(
-                "classifier {} would be refused anyway, so allowing it is pointless",
-                path.display()
-            )
-        })?;
-    }
-    let meta = recognition::artifact::meta_from_bytes(path, &bytes)?;
+    let key = settings
+        .security
+        .trusted_key
+        .as_deref()
+        .map(recognition::signature::read_verifying_key)
+        .transpose()?;
+    // Recognition's trust path, all of it that needs no models (the embedder is checked
+    // when the file is put into service).
+    let meta = recognition::classify::check_without_models(
+        path,
+        &bytes,
+        key.as_ref(),
+        &settings.recognition.pipeline_config(),
+    )
+    .with_context(|| {
+        format!(
+            "classifier {} would be refused anyway, so allowing it is pointless",
+            path.display()
+        )
+    })?;
     let state = StateDir::new(&settings.state.dir);
     let in_service = state.in_service()?;
     let stamp = Stamp::of(&bytes, &meta.created);

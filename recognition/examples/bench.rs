@@ -150,7 +150,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pipeline = FacePipeline::load(&models, config)?;
     pipeline.mtcnn.prepare_for_frame_size(640, 480)?;
     let classifier = flag("--classifier")
-        .map(|c| pipeline.load_classifier(Path::new(c)))
+        .map(|c| pipeline.load_classifier(Path::new(c), None))
         .transpose()?;
     let load = started.elapsed();
 

@@ -63,6 +63,25 @@ pub enum Error {
         installed: String,
         installed_dim: usize,
     },
+
+    /// A trusted key is set and the classifier is unsigned, modified, or signed with
+    /// another key. The reason says which, and what to do.
+    #[error("classifier {path} refused: {reason}")]
+    ClassifierSignature {
+        path: PathBuf,
+        reason: crate::signature::SignatureError,
+    },
+
+    /// A classifier was made with pipeline settings (or a pipeline version) other than
+    /// those in use, so its embeddings and thresholds do not hold here.
+    #[error("classifier {path} was made with {setting} {trained}, but this pipeline uses {in_use}; {fix}")]
+    ClassifierSettingMismatch {
+        path: PathBuf,
+        setting: crate::artifact::PipelineSetting,
+        trained: String,
+        in_use: String,
+        fix: String,
+    },
 }
 
 impl Error {

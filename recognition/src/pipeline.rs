@@ -65,9 +65,15 @@ impl FacePipeline {
         })
     }
 
-    /// Loads a classifier trained against this pipeline's embedder.
-    pub fn load_classifier(&self, path: &Path) -> Result<Classifier> {
-        Classifier::load(path, self.embedder.sha256(), self.embedder.dim())
+    /// Loads a classifier for this pipeline through the one trust path
+    /// ([`crate::classify::load_trusted`]): signed by `trusted_key` when one is given, made
+    /// for this embedder and with this pipeline's settings.
+    pub fn load_classifier(
+        &self,
+        path: &Path,
+        trusted_key: Option<&crate::signature::VerifyingKey>,
+    ) -> Result<Classifier> {
+        crate::classify::load_trusted(path, trusted_key, &crate::classify::Expected::of(self))
     }
 
     /// Detects faces, largest first.

@@ -46,9 +46,9 @@ const _: () = assert!(ENTRY_LEN < 128 && METADATA_KEY.len() < 128 && SIG_B64_LEN
 /// Why a classifier file or a key was refused. Each message says what the operator can do.
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
-    /// The file carries no signature while a trusted key is configured.
+    /// The file carries no signature while a trusted key is set.
     #[error(
-        "unsigned: the classifier carries no signature, but a trusted key is configured; \
+        "unsigned: the classifier carries no signature, but a trusted key is set; \
          train it with `trainer train --sign <private key>` or sign it with `trainer sign`"
     )]
     Unsigned,
@@ -56,7 +56,7 @@ pub enum SignatureError {
     /// signing, or signed with a different key.
     #[error(
         "signature does not match (file modified or signed by another key); \
-         re-sign it with the private key that belongs to the configured trusted key"
+         re-sign it with `trainer sign` and the private key that belongs to the trusted key"
     )]
     Mismatch,
     /// A key file could not be read.
@@ -233,6 +233,9 @@ mod tests {
             created: "2024-01-01T00:00:00Z".into(),
             photos_per_person: Default::default(),
             notes: Default::default(),
+            crop_margin: 0.0,
+            detector_min_face_px: 20.0,
+            pipeline_version: artifact::PIPELINE_VERSION,
         };
         let head = HeadParams {
             weights: vec![0.1; 8],

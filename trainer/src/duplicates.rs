@@ -151,6 +151,8 @@ mod tests {
             },
             content: content.into(),
             faces: 1,
+            others: Vec::new(),
+            pick: crate::enroll::Pick::Only,
         }
     }
 

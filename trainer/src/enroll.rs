@@ -1,7 +1,13 @@
-//! Turning photos into embeddings: decode, detect, keep the largest face,
-//! embed. Unreadable photos, image bombs and photos without a face are reported
-//! and skipped, never fatal. Results are cached by file content so retraining
-//! only embeds new photos.
+//! Turning photos into embeddings: decode, detect, pick the photo's subject, embed.
+//! Unreadable photos, image bombs and photos without a face are reported and skipped,
+//! never fatal. Results are cached by file content so retraining only embeds new photos.
+//!
+//! A photo with several faces has up to [`MAX_FACES`] of them embedded. With no other
+//! context (`trainer embed`, evaluation probes) the subject is the main face by size and
+//! closeness to the centre ([`recognition::subject::main_face`]). At enrolment
+//! [`pick_by_person`] then uses the person's single-face photos as context: it keeps the
+//! face that agrees with them, and leaves the photo out, with the reason, when no face
+//! clearly does.
 //!
 //! A photo whose header declares more than [`PhotoOptions::max_side`] pixels a side
 //! is refused before it is decoded; a photo above [`PhotoOptions::detect_side`] is
@@ -12,12 +18,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use recognition::subject::{self, Agreement};
 use recognition::{BBox, Embedding, FacePipeline};
 use serde::{Deserialize, Serialize};
 
 use recognition::photo::{DecodeLimits, DETECT_MAX_SIDE, MAX_PHOTO_SIDE};
 
 use crate::dataset::{Sample, Skipped};
+
+/// The most faces of one photo that are embedded (the largest ones, and always the
+/// main face). A crowd photo costs at most this many embeddings.
+pub const MAX_FACES: usize = 4;
+
+/// The most photos the embedding cache remembers, about 5 KB each on disk (50 MB); the
+/// least recently used are dropped first. An office of 50 people with 50 photos each
+/// uses a quarter of it.
+pub const CACHE_MAX_PHOTOS: usize = 10_000;
+
+/// Cache files of other settings (another embedder, detector size or crop margin) not
+/// written for this many days are deleted when the cache is saved.
+pub const CACHE_STALE_DAYS: u64 = 180;
 
 /// How photos are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +57,18 @@ impl Default for PhotoOptions {
     }
 }
 
+/// How the face used from a photo was chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pick {
+    /// The photo shows one face.
+    Only,
+    /// The main face by size and closeness to the centre, for lack of context.
+    Main,
+    /// The face that agrees with the person's single-face photos, at this cosine
+    /// similarity to their centroid.
+    Agrees { similarity: f32 },
+}
+
 /// A photo that gave an embedding.
 #[derive(Debug, Clone)]
 pub struct Embedded {
@@ -46,8 +78,12 @@ pub struct Embedded {
     pub bbox: BBox,
     /// sha256 of the file's content.
     pub content: String,
-    /// How many faces the photo showed (the largest was used).
+    /// How many faces the photo showed.
     pub faces: usize,
+    /// The photo's other embedded faces (box, embedding), when it showed several.
+    pub others: Vec<(BBox, Embedding)>,
+    /// How the face above was chosen.
+    pub pick: Pick,
 }
 
 /// The result of embedding a set of photos.
@@ -67,10 +103,20 @@ impl Extraction {
 
 /// What the cache remembers about one photo's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CachedFace {
+struct CachedPhoto {
+    /// Day (since 1970) the entry was last used, for the least-recently-used limit.
+    #[serde(default)]
+    used: u64,
+    /// How many faces the photo showed.
     faces: usize,
-    bbox: Option<BBox>,
-    embedding: Option<Vec<f32>>,
+    /// Up to [`MAX_FACES`] of them, the main face first.
+    embedded: Vec<CachedFace>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedFace {
+    bbox: BBox,
+    embedding: Vec<f32>,
 }
 
 /// Embeddings by photo content hash, for one embedder and one pipeline
@@ -79,7 +125,7 @@ struct CachedFace {
 #[derive(Debug)]
 pub struct EmbeddingCache {
     path: PathBuf,
-    entries: HashMap<String, CachedFace>,
+    entries: HashMap<String, CachedPhoto>,
     dirty: bool,
 }
 
@@ -89,10 +135,11 @@ impl EmbeddingCache {
     pub fn open(dir: &Path, pipeline: &FacePipeline, photos: &PhotoOptions) -> EmbeddingCache {
         let key = recognition::models::sha256_hex(
             format!(
-                "{}|{:?}|detect<={}",
+                "{}|{:?}|detect<={}|faces<={MAX_FACES}|pipeline {}|v2",
                 pipeline.embedder.sha256(),
                 pipeline.config,
-                photos.detect_side
+                photos.detect_side,
+                recognition::artifact::PIPELINE_VERSION
             )
             .as_bytes(),
         );
@@ -123,14 +170,99 @@ impl EmbeddingCache {
             .with_context(|| format!("cannot create cache folder {}", dir.display()))?;
         make_private(dir, 0o700)
             .with_context(|| format!("cannot make cache folder {} private", dir.display()))?;
-        let tmp = self.path.with_extension("tmp");
-        let bytes = serde_json::to_vec(&self.entries)?;
-        write_private(&tmp, &bytes)
-            .with_context(|| format!("cannot write embedding cache {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path)?;
+        limit(&mut self.entries, CACHE_MAX_PHOTOS);
+        write_cache_file(&self.path, &self.entries)?;
         self.dirty = false;
+        remove_stale_files(dir, &self.path, CACHE_STALE_DAYS);
         Ok(())
     }
+}
+
+fn today() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0)
+}
+
+/// Keeps the `max` most recently used entries.
+fn limit(entries: &mut HashMap<String, CachedPhoto>, max: usize) {
+    if entries.len() <= max {
+        return;
+    }
+    let mut by_use: Vec<(u64, String)> = entries.iter().map(|(k, v)| (v.used, k.clone())).collect();
+    by_use.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, key) in by_use.into_iter().skip(max) {
+        entries.remove(&key);
+    }
+}
+
+/// Writes a cache file privately and atomically (a temporary file renamed over it).
+fn write_cache_file(path: &Path, entries: &HashMap<String, CachedPhoto>) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(entries)?;
+    write_private(&tmp, &bytes)
+        .with_context(|| format!("cannot write embedding cache {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot replace embedding cache {}", path.display()))
+}
+
+/// The cache files (one per pipeline setting) in `dir`.
+fn cache_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("embeddings-") && n.ends_with(".json"))
+        })
+        .collect()
+}
+
+/// Deletes the cache files of other settings not written for `days` days.
+fn remove_stale_files(dir: &Path, current: &Path, days: u64) {
+    let max_age = std::time::Duration::from_secs(days * 86_400);
+    for path in cache_files(dir) {
+        let age = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if path != current && age.is_some_and(|a| a > max_age) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => log::info!("removed unused embedding cache {}", path.display()),
+                Err(e) => log::warn!(
+                    "cannot remove unused embedding cache {}: {e}",
+                    path.display()
+                ),
+            }
+        }
+    }
+}
+
+/// Removes the photos with these content hashes from every cache file in `dir` (every
+/// pipeline setting). Returns how many entries were removed.
+pub fn forget_cached(dir: &Path, hashes: &std::collections::HashSet<String>) -> Result<usize> {
+    let mut removed = 0;
+    for path in cache_files(dir) {
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read embedding cache {}", path.display()))?;
+        let Ok(mut entries) = serde_json::from_slice::<HashMap<String, CachedPhoto>>(&bytes) else {
+            // A cache of an older format is never read again: delete it whole.
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove old embedding cache {}", path.display()))?;
+            continue;
+        };
+        let before = entries.len();
+        entries.retain(|k, _| !hashes.contains(k));
+        if entries.len() != before {
+            removed += before - entries.len();
+            write_cache_file(&path, &entries)?;
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes a file only its owner may read. A file left behind by an earlier run keeps its
@@ -174,7 +306,7 @@ fn make_private(_: &Path, _: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Embeds the main (largest) face of each photo.
+/// Embeds the faces of each photo; the main face is the one used (see the module doc).
 pub fn extract(
     pipeline: &FacePipeline,
     samples: &[Sample],
@@ -207,7 +339,15 @@ pub fn extract(
             }
         };
         let hash = recognition::models::sha256_hex(&bytes);
-        let cached = cache.as_ref().and_then(|c| c.entries.get(&hash).cloned());
+        let cached = cache.as_deref_mut().and_then(|c| {
+            let entry = c.entries.get_mut(&hash)?;
+            let today = today();
+            if entry.used != today {
+                entry.used = today;
+                c.dirty = true;
+            }
+            Some(entry.clone())
+        });
         let result = match cached {
             Some(hit) => {
                 out.cache_hits += 1;
@@ -227,15 +367,25 @@ pub fn extract(
                 }
             },
         };
-        match (result.embedding, result.bbox) {
-            (Some(v), Some(bbox)) => out.embedded.push(Embedded {
+        let mut faces = result
+            .embedded
+            .into_iter()
+            .map(|f| (f.bbox, Embedding::from_raw(f.embedding)));
+        match faces.next() {
+            Some((bbox, embedding)) => out.embedded.push(Embedded {
                 sample: sample.clone(),
-                embedding: Embedding::from_raw(v),
+                embedding,
                 bbox,
                 content: hash,
                 faces: result.faces,
+                others: faces.collect(),
+                pick: if result.faces > 1 {
+                    Pick::Main
+                } else {
+                    Pick::Only
+                },
             }),
-            _ => out.skipped.push(skip("no face found".into())),
+            None => out.skipped.push(skip("no face found".into())),
         }
     }
     bar.finish_and_clear();
@@ -246,7 +396,7 @@ fn embed_photo(
     pipeline: &FacePipeline,
     path: &Path,
     photos: &PhotoOptions,
-) -> std::result::Result<CachedFace, String> {
+) -> std::result::Result<CachedPhoto, String> {
     let limits = DecodeLimits::photos(photos.max_side);
     let photo =
         recognition::photo::load_photo(path, &limits, photos.detect_side).map_err(|e| match e {
@@ -257,28 +407,107 @@ fn embed_photo(
     // skipped like any other unusable photo.
     let detected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let faces = pipeline.detect(&photo.image)?;
-        let embedding = match faces.first() {
-            Some(main) => Some(pipeline.embed_face(&photo.image, main)?),
-            None => None,
-        };
-        Ok::<_, recognition::Error>((faces, embedding))
+        let (width, height) = photo.image.dimensions();
+        // The main face first, then the others largest first (detection's order).
+        let main = subject::main_face(&faces, width, height);
+        let chosen = main
+            .into_iter()
+            .chain((0..faces.len()).filter(|&i| Some(i) != main))
+            .take(MAX_FACES);
+        let embedded = chosen
+            .map(|i| {
+                let embedding = pipeline.embed_face(&photo.image, &faces[i])?;
+                Ok(CachedFace {
+                    bbox: photo.to_original(&faces[i].bbox),
+                    embedding: embedding.as_slice().to_vec(),
+                })
+            })
+            .collect::<recognition::Result<Vec<_>>>()?;
+        Ok::<_, recognition::Error>(CachedPhoto {
+            used: today(),
+            faces: faces.len(),
+            embedded,
+        })
     }));
-    let (faces, embedding) = match detected {
-        Ok(result) => result.map_err(|e| e.to_string())?,
+    match detected {
+        Ok(result) => result.map_err(|e| e.to_string()),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("unknown error");
-            return Err(format!("detection failed on it (internal error: {what})"));
+            Err(format!("detection failed on it (internal error: {what})"))
         }
-    };
-    Ok(CachedFace {
-        faces: faces.len(),
-        bbox: faces.first().map(|f| photo.to_original(&f.bbox)),
-        embedding: embedding.map(|e| e.as_slice().to_vec()),
-    })
+    }
+}
+
+/// Uses each person's single-face photos as context for their photos with several faces:
+/// keeps the face that agrees with them ([`recognition::subject::agreeing_face`]).
+/// A photo where no face clearly agrees is moved to `skipped` with the reason, so a
+/// bystander is never enrolled. A person with no single-face photo keeps the main faces.
+pub fn pick_by_person(extraction: &mut Extraction) {
+    let mut centroids: HashMap<String, Option<Vec<f32>>> = HashMap::new();
+    for e in &extraction.embedded {
+        centroids.entry(e.sample.person.clone()).or_insert(None);
+    }
+    for (person, centroid) in centroids.iter_mut() {
+        *centroid = subject::centroid(
+            extraction
+                .embedded
+                .iter()
+                .filter(|e| &e.sample.person == person && e.faces == 1)
+                .map(|e| e.embedding.as_slice()),
+        );
+    }
+    let mut kept = Vec::with_capacity(extraction.embedded.len());
+    for mut e in std::mem::take(&mut extraction.embedded) {
+        let centroid = centroids.get(&e.sample.person).and_then(|c| c.as_deref());
+        let (Some(centroid), false) = (centroid, e.others.is_empty()) else {
+            kept.push(e);
+            continue;
+        };
+        let all: Vec<(&BBox, &[f32])> = std::iter::once((&e.bbox, e.embedding.as_slice()))
+            .chain(e.others.iter().map(|(b, o)| (b, o.as_slice())))
+            .collect();
+        let reason = match subject::agreeing_face(&all, centroid) {
+            Some(Agreement::Clear { index, similarity }) => {
+                if index > 0 {
+                    let (bbox, embedding) = e.others.remove(index - 1);
+                    let main = std::mem::replace(&mut e.embedding, embedding);
+                    let main_box = std::mem::replace(&mut e.bbox, bbox);
+                    e.others.insert(0, (main_box, main));
+                }
+                e.pick = Pick::Agrees { similarity };
+                kept.push(e);
+                continue;
+            }
+            Some(Agreement::NoneAgree { similarity, .. }) => format!(
+                "{} faces, and none looks like {}'s single-face photos (best similarity \
+                 {similarity:.2}, needs {:.2}); check that the photo shows {}, or crop it \
+                 to their face",
+                e.faces,
+                e.sample.person,
+                subject::AGREE_SIMILARITY,
+                e.sample.person
+            ),
+            Some(Agreement::Ambiguous {
+                similarity,
+                runner_up,
+                ..
+            }) => format!(
+                "{} faces, and two look about equally like {}'s single-face photos \
+                 (similarity {similarity:.2} and {runner_up:.2}); crop the photo to their face",
+                e.faces, e.sample.person
+            ),
+            None => unreachable!("the main face is always there"),
+        };
+        extraction.skipped.push(Skipped {
+            path: e.sample.path.clone(),
+            reason,
+        });
+    }
+    extraction.embedded = kept;
 }
 
 #[cfg(test)]
@@ -299,6 +528,46 @@ mod tests {
         write_private(&tmp, b"{}").unwrap();
         assert_eq!(mode(&tmp), 0o600);
         assert_eq!(std::fs::read(&tmp).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_used_photos_within_its_limit() {
+        let mut entries: HashMap<String, CachedPhoto> = (0..5u64)
+            .map(|day| {
+                let photo = CachedPhoto {
+                    used: day,
+                    faces: 0,
+                    embedded: Vec::new(),
+                };
+                (format!("photo{day}"), photo)
+            })
+            .collect();
+        limit(&mut entries, 3);
+        let mut kept: Vec<&str> = entries.keys().map(String::as_str).collect();
+        kept.sort();
+        assert_eq!(kept, ["photo2", "photo3", "photo4"]);
+    }
+
+    #[test]
+    fn cache_files_of_other_settings_unused_for_long_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join("embeddings-current.json");
+        let old = dir.path().join("embeddings-old.json");
+        let recent = dir.path().join("embeddings-recent.json");
+        for f in [&current, &old, &recent] {
+            std::fs::write(f, b"{}").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(200 * 86_400);
+        for f in [&current, &old] {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        remove_stale_files(dir.path(), &current, CACHE_STALE_DAYS);
+        assert!(current.exists() && recent.exists() && !old.exists());
     }
 
     #[test]

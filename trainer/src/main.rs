@@ -114,6 +114,10 @@ enum Command {
     Evaluate {
         classifier: PathBuf,
         images: PathBuf,
+        /// Refuse the classifier unless signed with the private half of this public key
+        /// (PEM, from `trainer keygen`; the lock's `security.trusted_key`).
+        #[arg(long, value_name = "FILE")]
+        trusted_key: Option<PathBuf>,
         #[arg(long)]
         unknown: Option<PathBuf>,
         /// Write the full results as JSON here.
@@ -126,6 +130,10 @@ enum Command {
     /// Name every face in the given photos.
     Recognize {
         classifier: PathBuf,
+        /// Refuse the classifier unless signed with the private half of this public key
+        /// (PEM, from `trainer keygen`; the lock's `security.trusted_key`).
+        #[arg(long, value_name = "FILE")]
+        trusted_key: Option<PathBuf>,
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// Write a copy of the (single) image with boxes and names.
@@ -139,6 +147,34 @@ enum Command {
         /// JSON lines output (the only format).
         #[arg(long)]
         json: bool,
+    },
+    /// List the people of an image tree, and the photos that will hurt them at the door.
+    ///
+    /// For each person: photos, usable photos and (with --classifier) how many the
+    /// classifier was trained on. Warns about too few photos, a photo unlike the person's
+    /// others (likely mislabelled), two people the gate cannot keep apart, faces smaller
+    /// than the door looks at, and unusable files.
+    People {
+        images: PathBuf,
+        /// The lock's `recognition.min_face_px`: photos with smaller faces are flagged.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(20..=2000))]
+        door_min_face_px: u32,
+        /// The classifier in service, to show whom it knows and from how many photos.
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+    },
+    /// Remove a person: their folder under --images and their cached embeddings.
+    ///
+    /// Asks first (or pass --yes). The lock keeps letting them in until a classifier
+    /// trained without them is pushed.
+    Forget {
+        person: String,
+        /// The image tree (one folder per person).
+        #[arg(long, default_value = "images")]
+        images: PathBuf,
+        /// Remove without asking.
+        #[arg(long)]
+        yes: bool,
     },
     /// Upload a classifier to the lock over its HTTP API and put it in service.
     ///
@@ -204,12 +240,14 @@ fn cache_dir(args: &PipelineArgs) -> Option<PathBuf> {
     if args.no_cache {
         return None;
     }
-    Some(args.cache_dir.clone().unwrap_or_else(|| {
-        ModelDir::default_location()
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("embeddings")
-    }))
+    Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir))
+}
+
+fn default_cache_dir() -> PathBuf {
+    ModelDir::default_location()
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("embeddings")
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -223,6 +261,11 @@ fn run(cli: Cli) -> Result<()> {
             timeout_secs,
             classifier,
         } => return push(url, token_file, ca_cert.clone(), *timeout_secs, classifier),
+        Command::Forget {
+            person,
+            images,
+            yes,
+        } => return forget(person, images, *yes, &cli.pipeline),
         Command::Sign { key, classifier } => {
             let key = recognition::signature::read_signing_key(key)?;
             let bytes = std::fs::read(classifier)
@@ -275,11 +318,18 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             for e in report.extraction.multi_face() {
-                println!(
-                    "{}: {} faces, used the largest",
-                    shown(&e.sample.path),
-                    e.faces
-                );
+                let how = match e.pick {
+                    trainer::enroll::Pick::Agrees { similarity } => format!(
+                        "used the one that looks like {}'s other photos (similarity {similarity:.2})",
+                        e.sample.person
+                    ),
+                    _ => format!(
+                        "used the main one (size and closeness to the centre): {} has no \
+                         single-face photo to compare with",
+                        e.sample.person
+                    ),
+                };
+                println!("{}: {} faces, {how}", shown(&e.sample.path), e.faces);
             }
             for (person, n) in &report.meta.photos_per_person {
                 if *n < MIN_PHOTOS_WARNING {
@@ -322,11 +372,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Evaluate {
             classifier,
             images,
+            trusted_key,
             unknown,
             json,
             html,
         } => {
-            let classifier = pipeline.load_classifier(&classifier)?;
+            let classifier = load_classifier(&pipeline, &classifier, trusted_key.as_deref())?;
             let eval = evaluate_with(
                 &pipeline,
                 &classifier,
@@ -375,10 +426,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Recognize {
             classifier,
+            trusted_key,
             images,
             annotate,
         } => {
-            let classifier = pipeline.load_classifier(&classifier)?;
+            let classifier = load_classifier(&pipeline, &classifier, trusted_key.as_deref())?;
             let limits = DecodeLimits::photos(cli.pipeline.max_photo_px);
             let mut failed = 0;
             for path in &images {
@@ -427,7 +479,40 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("{failed} of {} photo(s) could not be used", images.len());
             }
         }
-        Command::Keygen { .. } | Command::Sign { .. } | Command::Push { .. } => {
+        Command::People {
+            images,
+            door_min_face_px,
+            classifier,
+        } => {
+            let classifier = classifier
+                .map(|path| {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("cannot read classifier {}", shown(&path)))?;
+                    Ok::<_, anyhow::Error>(recognition::artifact::meta_from_bytes(&path, &bytes)?)
+                })
+                .transpose()?;
+            let dataset = Dataset::people(&images)?;
+            let mut extraction = embed_dataset(
+                &pipeline,
+                &dataset,
+                cache_dir(&cli.pipeline).as_deref(),
+                &cli.pipeline.photos(),
+                progress,
+            )?;
+            trainer::enroll::pick_by_person(&mut extraction);
+            let options = trainer::people::PeopleOptions {
+                door_min_face_px: door_min_face_px as f32,
+                classifier,
+            };
+            print!(
+                "{}",
+                trainer::people::people(&dataset, &extraction, &options)
+            );
+        }
+        Command::Keygen { .. }
+        | Command::Sign { .. }
+        | Command::Push { .. }
+        | Command::Forget { .. } => {
             unreachable!("handled above")
         }
         Command::Embed { images, json: _ } => {
@@ -468,6 +553,51 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Loads a classifier through recognition's trust path: with `trusted_key`, only when
+/// signed with its private half (an unsigned or otherwise signed file is refused, with the
+/// fix); always only when made for these models and with this pipeline's settings.
+fn load_classifier(
+    pipeline: &FacePipeline,
+    path: &Path,
+    trusted_key: Option<&Path>,
+) -> Result<recognition::Classifier> {
+    let key = trusted_key
+        .map(recognition::signature::read_verifying_key)
+        .transpose()?;
+    Ok(pipeline.load_classifier(path, key.as_ref())?)
+}
+
+/// `trainer forget`: asks (unless --yes), then removes the folder and cache entries.
+fn forget(person: &str, images: &Path, yes: bool, args: &PipelineArgs) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let plan = trainer::forget::plan(images, person)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "this removes {} ({} file(s)); run it in a terminal to confirm, or add --yes",
+                shown(&plan.folder),
+                plan.files.len()
+            );
+        }
+        print!(
+            "remove {} ({} file(s)) and {person}'s cached embeddings? [y/N] ",
+            shown(&plan.folder),
+            plan.files.len()
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing removed");
+            return Ok(());
+        }
+    }
+    // The cache is cleaned even with --no-cache: it may hold them from earlier runs.
+    let dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    println!("{}", trainer::forget::forget(&plan, Some(&dir))?);
     Ok(())
 }
 

@@ -873,6 +873,9 @@ mod tests {
             created: "2026-01-02T03:04:05Z".into(),
             photos_per_person: Default::default(),
             notes: Default::default(),
+            crop_margin: 0.0,
+            detector_min_face_px: 20.0,
+            pipeline_version: recognition::artifact::PIPELINE_VERSION,
         };
         let head = HeadParams {
             weights: vec![0.1; 4],

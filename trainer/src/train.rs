@@ -15,7 +15,7 @@ use recognition::{artifact, ClassifierMeta, FacePipeline};
 use crate::dataset::{shown, Dataset, Skipped};
 use crate::duplicates::{find_copies, Duplicate};
 use crate::enroll::{extract, EmbeddingCache, Extraction, PhotoOptions};
-use crate::fit::{fit, FitOptions};
+use crate::fit::{fit, FitOptions, Head};
 use crate::gate::{calibrate, choose, Choice};
 
 /// Fewer usable photos than this per person gives a warning.
@@ -59,6 +59,9 @@ pub struct TrainReport {
     /// Person folders without a single usable photo (not enrolled).
     pub unusable_people: Vec<UnusablePerson>,
     pub unknown_used: usize,
+    /// The head as the calibration scored it (the same fit, in Rust); `bytes` holds its
+    /// ONNX export, which the lock runs.
+    pub head: Head,
     pub bytes: Vec<u8>,
 }
 
@@ -95,13 +98,15 @@ pub fn train_with(
     photos: &PhotoOptions,
 ) -> Result<TrainReport> {
     let dataset = Dataset::people(&options.images)?;
-    let extraction = embed_dataset(
+    let mut extraction = embed_dataset(
         pipeline,
         &dataset,
         options.cache_dir.as_deref(),
         photos,
         options.progress,
     )?;
+    // A person's single-face photos decide which face of their group photos is theirs.
+    crate::enroll::pick_by_person(&mut extraction);
     let copies = find_copies(&extraction, DUPLICATE_SIMILARITY);
     for c in &copies {
         log::warn!("{}: {}", shown(&c.path), c.reason());
@@ -222,8 +227,12 @@ pub fn train_with(
         created: now_rfc3339(),
         photos_per_person,
         notes,
+        // What the lock must match to see faces as they were seen here.
+        crop_margin: pipeline.config.crop_margin,
+        detector_min_face_px: pipeline.config.detector.min_face_px,
+        pipeline_version: artifact::PIPELINE_VERSION,
     };
-    let bytes = artifact::encode(&meta, &head.into_params(), &[]);
+    let bytes = artifact::encode(&meta, &head.clone().into_params(), &[]);
     Ok(TrainReport {
         meta,
         choice,
@@ -231,6 +240,7 @@ pub fn train_with(
         copies,
         unusable_people,
         unknown_used: unknown.len(),
+        head,
         bytes,
     })
 }

@@ -37,9 +37,7 @@ use anyhow::{anyhow, Context, Result};
 use image::RgbImage;
 use recognition::Recognized;
 
-pub use crate::recognizer::{
-    load_classifier, ClassifierInfo, PhotoRecognizer, PipelineRecognizer, Recognizer,
-};
+pub use crate::recognizer::{ClassifierInfo, PhotoRecognizer, PipelineRecognizer, Recognizer};
 pub use feed::{Batch, EventFeed, FEED_DEPTH};
 pub use stats::rss;
 pub use status::{Decision, Status, StatusBoard};

@@ -4,6 +4,7 @@
 mod daemon;
 mod detection;
 mod door_control;
+mod enrolment;
 mod failsafe;
 mod golden;
 mod hostile_input;

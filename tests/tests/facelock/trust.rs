@@ -1,7 +1,8 @@
 //! Trust in the classifier at the door, with the daemon as a process: an older classifier,
 //! even validly signed, is refused at reload and at start unless an administrator allows it
 //! deliberately; the daemon refuses to run without a trusted key unless unsigned classifiers
-//! are allowed explicitly; and `check-config` refuses what `run` refuses.
+//! are allowed explicitly; and `check-config` refuses what `run` refuses (among it, a
+//! classifier made with other pipeline settings than the lock's).
 
 use std::path::Path;
 use std::time::Duration;
@@ -214,7 +215,7 @@ fn check_config_refuses_what_run_refuses() {
     let signer = Signer::new();
     let good = signer.newer_without_ben();
     type Break = fn(&Lock);
-    let cases: [(&str, Break, &str); 4] = [
+    let cases: [(&str, Break, &str); 6] = [
         (
             "a tampered classifier",
             |l| {
@@ -224,6 +225,30 @@ fn check_config_refuses_what_run_refuses() {
                 std::fs::write(l.path("classifier.onnx"), bytes).unwrap();
             },
             "signature does not match",
+        ),
+        (
+            "a crop margin other than the classifier's",
+            |l| {
+                let config = std::fs::read_to_string(l.path("lock.toml"))
+                    .unwrap()
+                    .replace("[recognition]\n", "[recognition]\ncrop_margin = 0.2\n");
+                std::fs::write(l.path("lock.toml"), config).unwrap();
+            },
+            "was made with crop margin 0, but this pipeline uses 0.2 (the lock's \
+             `recognition.crop_margin`",
+        ),
+        (
+            "a detector minimum face other than the classifier's",
+            |l| {
+                let config = std::fs::read_to_string(l.path("lock.toml"))
+                    .unwrap()
+                    .replace(
+                        "[recognition]\n",
+                        "[recognition]\ndetector_min_face_px = 60\n",
+                    );
+                std::fs::write(l.path("lock.toml"), config).unwrap();
+            },
+            "set it to 20, or retrain with `trainer --min-face-px 60 train`",
         ),
         (
             "a missing camera",
