@@ -27,10 +27,7 @@ fi
 rm -rf "$out"
 mkdir -p "$out"
 "$bin/examples/bench" --write-frames "$out/frames"
-# Trained with the detector minimum face the benchmark and the daemon below use (60 px): a
-# classifier is only used with the detector setting it was trained with.
-"$bin/trainer" --quiet --min-face-px 60 train "$FACELOCK_CACHE/data/celeb5/train" \
-    -o "$out/classifier.onnx" >/dev/null
+"$bin/trainer" --quiet train "$FACELOCK_CACHE/data/celeb5/train" -o "$out/classifier.onnx" >/dev/null
 
 # Interleave the two runtimes so both see the same machine.
 for round in 1 2; do
@@ -55,7 +52,6 @@ replay_dir = "replay"
 [recognition]
 classifier = "classifier.onnx"
 model_dir = "$FACELOCK_CACHE/models"
-detector_min_face_px = 60
 [relay]
 backend = "sim"
 sim_log = "relay.log"

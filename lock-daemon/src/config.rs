@@ -543,10 +543,10 @@ pub mod defaults {
     pub const REPLAY_FPS: f64 = 0.0;
     pub const MIN_FACE_PX: f64 = 80.0;
     pub const CROP_MARGIN: f64 = 0.0;
-    /// The trainer's default (`trainer --min-face-px`, [`recognition::DetectorConfig`]'s):
-    /// a classifier must be made with the lock's value (`recognizer.rs`), so the defaults
-    /// agree. A larger value is faster, with a classifier trained with it.
-    pub const DETECTOR_MIN_FACE_PX: f64 = 20.0;
+    /// Larger than the trainer's 20 px: the lock acts on faces of `MIN_FACE_PX` and up, and
+    /// the finer pyramid levels cost time and find spurious faces (see
+    /// [`recognition::ClassifierMeta::check_pipeline`]).
+    pub const DETECTOR_MIN_FACE_PX: f64 = 60.0;
     pub const THREADS: u32 = 1;
     pub const FRAMES_REQUIRED: u32 = 3;
     pub const WINDOW_SECS: f64 = 2.0;
@@ -1016,8 +1016,7 @@ impl Validator<'_> {
             raw.detector_min_face_px
                 .unwrap_or(defaults::DETECTOR_MIN_FACE_PX.min(min_face_px)),
             12.0..=min_face_px,
-            "pixels, at least 12 and at most recognition.min_face_px; the value the classifier \
-             was trained with (`trainer --min-face-px`, default 20)",
+            "pixels, at least 12 and at most recognition.min_face_px; e.g. half of min_face_px",
         )?;
         let crop_margin = self.float(
             "recognition.crop_margin",
@@ -2136,17 +2135,17 @@ mod tests {
         let p = s.policy_config();
         assert_eq!(p.min_face_px, 80.0);
         assert_eq!(p.frames_required, 3);
-        assert_eq!(s.recognition.pipeline_config().detector.min_face_px, 20.0);
+        assert_eq!(s.recognition.pipeline_config().detector.min_face_px, 60.0);
     }
 
     #[test]
-    fn the_default_detector_minimum_face_is_the_trainers() {
-        // A classifier is refused unless made with the lock's detector minimum face, so a
-        // default lock must take what a default `trainer train` makes.
+    fn the_default_crop_margin_is_the_trainers() {
+        // A classifier is refused unless made with the lock's crop margin, so a default lock
+        // must take what a default `trainer train` makes.
         let s = parse(MINIMAL).unwrap();
         assert_eq!(
-            s.recognition.pipeline_config(),
-            recognition::PipelineConfig::default()
+            s.recognition.pipeline_config().crop_margin,
+            recognition::PipelineConfig::default().crop_margin
         );
     }
 

@@ -463,16 +463,6 @@ dir = "state"
                 "was made with crop margin 0, but this pipeline uses 0.2",
             ),
             (
-                "classifier made with another detector minimum face than the lock's",
-                |i| {
-                    i.config(&GOOD.replace(
-                        "model_dir = \"models\"",
-                        "model_dir = \"models\"\ndetector_min_face_px = 60",
-                    ))
-                },
-                "or retrain with `trainer --min-face-px 60 train`",
-            ),
-            (
                 "classifier older than the one in service",
                 |i| {
                     record_in_service(i, "2026-03-01T00:00:00Z");

@@ -121,10 +121,20 @@ impl std::fmt::Display for PipelineSetting {
 const SETTING_TOLERANCE: f32 = 1e-6;
 
 impl ClassifierMeta {
-    /// Refuses a classifier made with other pipeline settings than `config` (or by another
+    /// Refuses a classifier made with another crop margin than `config` (or by another
     /// [`PIPELINE_VERSION`]): its thresholds were calibrated on embeddings made another way,
     /// so at the door they would silently mean something else. The error names both values
     /// and the fix. `path` names the file in errors.
+    ///
+    /// The detector's minimum face is recorded but not enforced. The trainer looks for faces
+    /// from 20 px, because enrolment photos hold small faces, and the lock from 60 px,
+    /// because it only acts on faces of `recognition.min_face_px` (80) and up and the finer
+    /// pyramid levels triple detection time (96 against 31 ms for one face at 640×480) and
+    /// find spurious faces in upscaled frames, each of which blocks an unlock. The two
+    /// pyramids box the same face slightly differently (cosine 0.90–0.97 between the two
+    /// embeddings on the sample photos); every classifier the project has calibrated was
+    /// used at the door this way, and the door tests let people in and keep strangers out
+    /// at this pairing.
     pub fn check_pipeline(&self, path: &Path, config: &PipelineConfig) -> Result<()> {
         let mismatch = |setting, trained: String, in_use: String, fix: String| {
             Err(Error::ClassifierSettingMismatch {
@@ -162,22 +172,6 @@ impl ClassifierMeta {
                     "faces would be cropped differently than at training: set it to {}, or \
                      retrain with `trainer --crop-margin {} train`",
                     self.crop_margin, config.crop_margin
-                ),
-            );
-        }
-        let min_face = config.detector.min_face_px;
-        if (self.detector_min_face_px - min_face).abs() > SETTING_TOLERANCE {
-            return mismatch(
-                PipelineSetting::DetectorMinFace,
-                format!("{} px", self.detector_min_face_px),
-                format!(
-                    "{min_face} px (the lock's `recognition.detector_min_face_px`, the \
-                     trainer's `--min-face-px`)"
-                ),
-                format!(
-                    "faces would be boxed, so embedded, differently than at training: set it \
-                     to {}, or retrain with `trainer --min-face-px {min_face} train`",
-                    self.detector_min_face_px
                 ),
             );
         }
@@ -366,7 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn another_detector_minimum_face_is_refused_naming_both_values_and_the_fix() {
+    fn another_detector_minimum_face_is_recorded_but_not_refused() {
         let door = PipelineConfig {
             detector: crate::DetectorConfig {
                 min_face_px: 60.0,
@@ -374,13 +368,9 @@ mod tests {
             },
             ..PipelineConfig::default()
         };
-        let err = refusal(&meta("2024-01-01T00:00:00Z"), &door);
-        assert!(
-            err.contains("made with detector minimum face 20 px, but this pipeline uses 60 px")
-                && err.contains("`recognition.detector_min_face_px`")
-                && err.contains("set it to 20, or retrain with `trainer --min-face-px 60 train`"),
-            "{err}"
-        );
+        let trained = meta("2024-01-01T00:00:00Z");
+        assert_eq!(trained.detector_min_face_px, 20.0);
+        trained.check_pipeline(Path::new("c.onnx"), &door).unwrap();
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! never fatal. Results are cached by file content so retraining only embeds new photos.
 //!
 //! A photo with several faces has up to [`MAX_FACES`] of them embedded. With no other
-//! context (`trainer embed`, evaluation probes) the subject is the main face by size and
-//! closeness to the centre ([`recognition::subject::main_face`]). At enrolment
+//! context (`trainer embed`) the subject is the main face by size and closeness to the
+//! centre ([`recognition::subject::main_face`]); evaluation takes the largest, as the door
+//! does ([`largest_faces`]). At enrolment
 //! [`pick_by_person`] then uses the person's single-face photos as context: it keeps the
 //! face that agrees with them, and leaves the photo out, with the reason, when no face
 //! clearly does.
@@ -438,6 +439,26 @@ fn embed_photo(
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("unknown error");
             Err(format!("detection failed on it (internal error: {what})"))
+        }
+    }
+}
+
+/// Uses each photo's largest face, as the door does (it takes the largest face as the
+/// candidate): for evaluation, which measures what the door would answer.
+pub fn largest_faces(extraction: &mut Extraction) {
+    for e in &mut extraction.embedded {
+        let largest = e
+            .others
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1 .0.area().total_cmp(&b.1 .0.area()))
+            .filter(|(_, (b, _))| b.area() > e.bbox.area())
+            .map(|(i, _)| i);
+        if let Some(i) = largest {
+            let (bbox, embedding) = e.others.remove(i);
+            let main = std::mem::replace(&mut e.embedding, embedding);
+            let main_box = std::mem::replace(&mut e.bbox, bbox);
+            e.others.insert(0, (main_box, main));
         }
     }
 }

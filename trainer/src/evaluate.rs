@@ -111,6 +111,8 @@ pub fn evaluate_with(
     let mut skipped = Vec::new();
     for (dataset, all_strangers) in datasets {
         let mut extraction = embed_dataset(pipeline, &dataset, cache_dir, photo_options, progress)?;
+        // The door's rule: the largest face is the candidate.
+        crate::enroll::largest_faces(&mut extraction);
         skipped.append(&mut extraction.skipped);
         for e in extraction.embedded {
             let p = classifier.classify(&e.embedding)?;

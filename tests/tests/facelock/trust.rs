@@ -215,7 +215,7 @@ fn check_config_refuses_what_run_refuses() {
     let signer = Signer::new();
     let good = signer.newer_without_ben();
     type Break = fn(&Lock);
-    let cases: [(&str, Break, &str); 6] = [
+    let cases: [(&str, Break, &str); 5] = [
         (
             "a tampered classifier",
             |l| {
@@ -236,19 +236,6 @@ fn check_config_refuses_what_run_refuses() {
             },
             "was made with crop margin 0, but this pipeline uses 0.2 (the lock's \
              `recognition.crop_margin`",
-        ),
-        (
-            "a detector minimum face other than the classifier's",
-            |l| {
-                let config = std::fs::read_to_string(l.path("lock.toml"))
-                    .unwrap()
-                    .replace(
-                        "[recognition]\n",
-                        "[recognition]\ndetector_min_face_px = 60\n",
-                    );
-                std::fs::write(l.path("lock.toml"), config).unwrap();
-            },
-            "set it to 20, or retrain with `trainer --min-face-px 60 train`",
         ),
         (
             "a missing camera",
