@@ -16,7 +16,9 @@ fi
 command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto) # MQTT tests
 if ((${#missing[@]})); then
     echo "scripts/test.sh: the tests need ${missing[*]}; install with:" >&2
-    echo "  sudo apt-get install ${missing[*]}" >&2
+    # As root (a fresh container often has no sudo), the command needs no sudo.
+    if ((EUID == 0)); then sudo=""; else sudo="sudo "; fi
+    echo "  ${sudo}apt-get install ${missing[*]}" >&2
     exit 1
 fi
 bash models/fetch.sh --quiet
