@@ -397,19 +397,25 @@ fn trainer_recognize_and_evaluate_refuse_a_classifier_signed_with_another_key() 
     let path = dir.path().join("signed-by-other.onnx");
     let signed = recognition::signature::sign(&sample_classifier().0.bytes, &other);
     std::fs::write(&path, signed).unwrap();
-    let html = dir.path().join("report.html");
-    for out in [
-        recognize(&path, &trusted),
-        evaluate_cli(&path, &trusted, &html),
-    ] {
+    refused_by_recognize_and_evaluate(
+        &path,
+        &trusted,
+        &[
+            "signed-by-other.onnx refused: signature does not match",
+            "signed by another key",
+            "re-sign it with `trainer sign`",
+        ],
+    );
+}
+
+/// `trainer recognize` and `trainer evaluate`, given `trusted`, both refuse the classifier
+/// at `path` with every one of `reasons` in the error, print nothing and write no report.
+fn refused_by_recognize_and_evaluate(path: &Path, trusted: &Path, reasons: &[&str]) {
+    let html = path.with_extension("html");
+    for out in [recognize(path, trusted), evaluate_cli(path, trusted, &html)] {
         assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
         let err = stderr_of(&out);
-        assert!(
-            err.contains("signed-by-other.onnx refused: signature does not match")
-                && err.contains("signed by another key")
-                && err.contains("re-sign it with `trainer sign`"),
-            "{err}"
-        );
+        assert!(reasons.iter().all(|r| err.contains(r)), "{err}");
         assert!(out.stdout.is_empty(), "nothing recognised or evaluated");
     }
     assert!(!html.exists(), "no report from a refused classifier");
@@ -421,21 +427,15 @@ fn trainer_recognize_and_evaluate_refuse_an_unsigned_classifier_when_given_a_tru
     let (_, trusted) = key_pair(dir.path(), "trusted");
     let path = dir.path().join("unsigned.onnx");
     std::fs::write(&path, &sample_classifier().0.bytes).unwrap();
-    let html = dir.path().join("report.html");
-    for out in [
-        recognize(&path, &trusted),
-        evaluate_cli(&path, &trusted, &html),
-    ] {
-        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-        let err = stderr_of(&out);
-        assert!(
-            err.contains("unsigned.onnx refused: unsigned")
-                && err.contains("`trainer train --sign <private key>`")
-                && err.contains("`trainer sign`"),
-            "{err}"
-        );
-        assert!(out.stdout.is_empty(), "nothing recognised or evaluated");
-    }
+    refused_by_recognize_and_evaluate(
+        &path,
+        &trusted,
+        &[
+            "unsigned.onnx refused: unsigned",
+            "`trainer train --sign <private key>`",
+            "`trainer sign`",
+        ],
+    );
 }
 
 #[test]
