@@ -1,16 +1,24 @@
 //! systemd notification (`sd_notify`): READY, STATUS, WATCHDOG and STOPPING datagrams to
 //! `$NOTIFY_SOCKET`. Without that variable (not started by systemd, or `Type=simple`) every
 //! call is a no-op, so the daemon runs the same from a shell.
+//!
+//! Hand-written rather than the `sd-notify` crate: its 0.5 connects to `$NOTIFY_SOCKET` as a
+//! path, so an abstract socket (`@name`, which systemd may hand out) fails, and it reads the
+//! variable on every call, so it cannot be pointed at a given socket (tests would have to
+//! change the process environment). The protocol is one datagram of `KEY=VALUE` lines.
 
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A connection to systemd's notification socket, or nothing.
 #[derive(Debug)]
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
+    /// The last send failed: the next failures are logged at debug level only, so a
+    /// watchdog ping every few seconds does not fill the journal.
+    failing: AtomicBool,
 }
 
 impl Notifier {
@@ -24,7 +32,14 @@ impl Notifier {
 
     /// A notifier that sends nothing.
     pub fn disabled() -> Notifier {
-        Notifier { target: None }
+        Notifier::to(None)
+    }
+
+    fn to(target: Option<(UnixDatagram, SocketAddr)>) -> Notifier {
+        Notifier {
+            target,
+            failing: AtomicBool::new(false),
+        }
     }
 
     /// Sends to the given socket: a path, or an abstract name written `@name`.
@@ -38,22 +53,31 @@ impl Notifier {
             }
             None => SocketAddr::from_pathname(socket)?,
         };
-        Ok(Notifier {
-            target: Some((UnixDatagram::unbound()?, addr)),
-        })
+        Ok(Notifier::to(Some((UnixDatagram::unbound()?, addr))))
     }
 
-    /// Whether notifications go anywhere.
-    pub fn is_enabled(&self) -> bool {
-        self.target.is_some()
-    }
-
-    /// Sends raw `KEY=VALUE` lines.
+    /// Sends raw `KEY=VALUE` lines. A failure is logged (as a warning when the previous
+    /// send worked, at debug level while it keeps failing) and returned; callers may ignore
+    /// it, as systemd's own `sd_notify` callers do.
     pub fn send(&self, state: &str) -> io::Result<()> {
-        match &self.target {
-            Some((socket, addr)) => socket.send_to_addr(state.as_bytes(), addr).map(drop),
-            None => Ok(()),
+        let Some((socket, addr)) = &self.target else {
+            return Ok(());
+        };
+        let sent = socket.send_to_addr(state.as_bytes(), addr).map(drop);
+        let what = state.lines().next().unwrap_or_default();
+        match &sent {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    log::info!("systemd notifications reach {addr:?} again");
+                }
+            }
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => log::warn!(
+                "cannot notify systemd ({what}) at {addr:?}: {e}; further failures are logged \
+                 at debug level until one succeeds"
+            ),
+            Err(e) => log::debug!("cannot notify systemd ({what}): {e}"),
         }
+        sent
     }
 
     /// Start-up is complete: settings, models, camera and relay are up.
@@ -90,31 +114,6 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
-/// How often to ping the watchdog: half of `$WATCHDOG_USEC` when systemd asked this process
-/// for pings (`$WATCHDOG_PID` unset or ours), `None` otherwise.
-pub fn watchdog_interval() -> Option<Duration> {
-    watchdog_interval_from(
-        std::env::var("WATCHDOG_USEC").ok().as_deref(),
-        std::env::var("WATCHDOG_PID").ok().as_deref(),
-        std::process::id(),
-    )
-}
-
-/// [`watchdog_interval`] as a pure function of the variables' values.
-pub fn watchdog_interval_from(
-    usec: Option<&str>,
-    pid: Option<&str>,
-    own_pid: u32,
-) -> Option<Duration> {
-    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
-    match pid.map(|p| p.trim().parse::<u32>()) {
-        None => {}
-        Some(Ok(p)) if p == own_pid => {}
-        Some(_) => return None,
-    }
-    Some(Duration::from_micros(usec / 2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,7 +124,6 @@ mod tests {
         let path = dir.path().join("notify.sock");
         let server = UnixDatagram::bind(&path).unwrap();
         let notifier = Notifier::with_socket(path.as_os_str()).unwrap();
-        assert!(notifier.is_enabled());
         notifier.ready("watching\ncamera").unwrap();
         notifier.watchdog().unwrap();
         notifier.stopping("bye").unwrap();
@@ -154,29 +152,25 @@ mod tests {
     }
 
     #[test]
-    fn disabled_notifier_does_nothing() {
-        let notifier = Notifier::disabled();
-        assert!(!notifier.is_enabled());
-        notifier.ready("x").unwrap();
+    fn a_send_to_a_missing_socket_fails_and_the_next_success_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let notifier = Notifier::with_socket(path.as_os_str()).unwrap();
+        assert!(notifier.watchdog().is_err());
+        assert!(notifier.watchdog().is_err());
+        assert!(notifier.failing.load(Ordering::Relaxed));
+        let server = UnixDatagram::bind(&path).unwrap();
         notifier.watchdog().unwrap();
+        assert!(!notifier.failing.load(Ordering::Relaxed));
+        let mut buf = [0u8; 16];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
     }
 
     #[test]
-    fn watchdog_interval_is_half_the_timeout_for_this_process() {
-        let cases = [
-            (Some("10000000"), None, Some(Duration::from_secs(5))),
-            (Some("10000000"), Some("42"), Some(Duration::from_secs(5))),
-            (Some("10000000"), Some("43"), None),
-            (Some("0"), None, None),
-            (Some("soon"), None, None),
-            (None, Some("42"), None),
-        ];
-        for (usec, pid, expected) in cases {
-            assert_eq!(
-                watchdog_interval_from(usec, pid, 42),
-                expected,
-                "{usec:?} {pid:?}"
-            );
-        }
+    fn disabled_notifier_does_nothing() {
+        let notifier = Notifier::disabled();
+        notifier.ready("x").unwrap();
+        notifier.watchdog().unwrap();
     }
 }

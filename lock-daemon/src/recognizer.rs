@@ -361,28 +361,8 @@ pub fn install_classifier(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "classifier.onnx".into());
-    // Unique, so a second install (which the API does not allow) could never share it.
-    let tmp = dir.join(format!(
-        ".{name}.upload-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, target)?;
-        // The rename itself survives a power cut once the directory is flushed.
-        std::fs::File::open(dir)?.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
+    // An ordinary file (0666 less the umask), as a classifier copied into place would be.
+    if let Err(e) = recognition::atomic::replace_file(target, 0o666, |f| f.write_all(bytes)) {
         return Err(InstallError::Write(format!(
             "cannot write {}: {e}; the service user needs write access to {} (see \
              lock-daemon-http.conf in docs/deployment.md)",

@@ -17,7 +17,6 @@
 //! [`decide`] is the pure rule; [`StateDir`] holds the files.
 
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -321,8 +320,9 @@ impl StateDir {
         self.write(ALLOWANCE_FILE, &file, 0o600)
     }
 
-    /// Writes `value` as JSON to `name` atomically: temporary file, fsync, rename, fsync of
-    /// the directory. The directory is created (mode 0700) if needed.
+    /// Writes `value` as JSON to `name` atomically ([`recognition::atomic::replace_file`]:
+    /// temporary file, fsync, rename, fsync of the directory), with permission bits `mode`.
+    /// The directory is created (mode 0700) if needed.
     pub(crate) fn write<T: Serialize>(
         &self,
         name: &str,
@@ -344,27 +344,15 @@ impl StateDir {
             .mode(0o700)
             .create(&self.dir)
             .map_err(io("create", &self.dir))?;
-        let tmp = self.file(&format!(".{name}.tmp-{}", std::process::id()));
         let mut text = serde_json::to_string_pretty(value).expect("state serialises");
         text.push('\n');
-        let written = (|| {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .open(&tmp)?;
+        recognition::atomic::replace_file(&path, mode, |file| {
             file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            crate::audit::give_to_directory_owner(&file, &tmp);
-            std::fs::rename(&tmp, &path)
-        })();
-        if let Err(source) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io("write", &path)(source));
-        }
-        sync_dir(&self.dir);
-        Ok(())
+            // Written by root (`lock-daemon allow-downgrade`), it must stay the service's.
+            crate::audit::give_to_directory_owner(file, &path);
+            Ok(())
+        })
+        .map_err(io("write", &path))
     }
 }
 

@@ -8,7 +8,7 @@
 //! [`crate::Classifier::from_trusted_bytes`]), which checks the signature, the embedder and
 //! the pipeline settings recorded here against those in use.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -215,30 +215,19 @@ pub fn encode(meta: &ClassifierMeta, head: &HeadParams, extra: &[(String, String
     .to_onnx_bytes()
 }
 
-/// Writes a classifier atomically: a temporary file next to `path`, then a
-/// rename, so a reader (the daemon's reload) never sees half a file.
+/// Writes a classifier atomically ([`crate::atomic::replace_file`]), so a reader (the
+/// daemon's reload) never sees half a file. The folder is created if needed.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
     let io = |e: std::io::Error| Error::ClassifierInvalid {
         path: path.to_owned(),
         reason: format!("cannot write: {e}"),
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    // An ordinary file (0666 less the umask): the lock's service user must read the copy.
+    crate::atomic::replace_file(path, 0o666, |f| f.write_all(bytes)).map_err(io)
 }
 
 /// Reads and checks the metadata of classifier bytes without building the network (no
@@ -251,11 +240,11 @@ pub fn meta_from_bytes(path: &Path, bytes: &[u8]) -> Result<ClassifierMeta> {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    Ok(read_meta(&file)?.0)
+    read_meta(&file)
 }
 
 /// Reads and checks the metadata of a parsed classifier file.
-pub(crate) fn read_meta(file: &OnnxFile) -> Result<(ClassifierMeta, HashMap<String, String>)> {
+pub(crate) fn read_meta(file: &OnnxFile) -> Result<ClassifierMeta> {
     let invalid = |reason: String| Error::ClassifierInvalid {
         path: file.path().to_owned(),
         reason,
@@ -279,7 +268,7 @@ pub(crate) fn read_meta(file: &OnnxFile) -> Result<(ClassifierMeta, HashMap<Stri
     if meta.labels.is_empty() {
         return Err(invalid("it enrolls nobody".into()));
     }
-    Ok((meta, props))
+    Ok(meta)
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! somebody; the gate turns low-confidence or far-from-centroid faces into
 //! "unknown".
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use crate::artifact::{self, ClassifierMeta};
@@ -43,7 +42,6 @@ pub struct Scores {
 #[derive(Debug)]
 pub struct Classifier {
     meta: ClassifierMeta,
-    extra: HashMap<String, String>,
     net: Network,
 }
 
@@ -105,7 +103,7 @@ fn checked_file(
     bytes: &[u8],
     trusted_key: Option<&VerifyingKey>,
     config: &PipelineConfig,
-) -> Result<(OnnxFile, ClassifierMeta, HashMap<String, String>)> {
+) -> Result<(OnnxFile, ClassifierMeta)> {
     // The signature first: nothing of an untrusted file is parsed beyond it.
     if let Some(key) = trusted_key {
         signature::verify(bytes, key).map_err(|reason| Error::ClassifierSignature {
@@ -117,9 +115,9 @@ fn checked_file(
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    let (meta, extra) = artifact::read_meta(&file)?;
+    let meta = artifact::read_meta(&file)?;
     meta.check_pipeline(path, config)?;
-    Ok((file, meta, extra))
+    Ok((file, meta))
 }
 
 impl Classifier {
@@ -142,7 +140,7 @@ impl Classifier {
         trusted_key: Option<&VerifyingKey>,
         expected: &Expected,
     ) -> Result<Classifier> {
-        let (file, meta, extra) = checked_file(path, bytes, trusted_key, expected.config)?;
+        let (file, meta) = checked_file(path, bytes, trusted_key, expected.config)?;
         if meta.embedder_sha256 != expected.embedder_sha256
             || meta.embedding_size != expected.embedding_size
         {
@@ -162,7 +160,7 @@ impl Classifier {
         let net = file
             .into_plan(&[Dim::Fixed(1), Dim::Fixed(embedding_size)])
             .map_err(|e| invalid(e.to_string()))?;
-        let classifier = Classifier { meta, extra, net };
+        let classifier = Classifier { meta, net };
         // A head whose outputs do not match its labels is refused now, not per frame.
         let probe = Embedding::from_raw(vec![1.0; embedding_size]);
         let scores = classifier
@@ -186,11 +184,6 @@ impl Classifier {
 
     pub fn labels(&self) -> &[String] {
         &self.meta.labels
-    }
-
-    /// Metadata entries that are not part of the facelock metadata (e.g. a signature).
-    pub fn extra_metadata(&self, key: &str) -> Option<&str> {
-        self.extra.get(key).map(String::as_str)
     }
 
     /// Per-class probabilities and centroid similarities.
@@ -305,7 +298,6 @@ mod tests {
         let signed = signature::sign(&bytes_of(&meta()), &signing);
         let loaded = load(&signed, Some(&trusted), &PipelineConfig::default()).unwrap();
         assert_eq!(loaded.meta(), &meta());
-        assert!(loaded.extra_metadata(signature::METADATA_KEY).is_some());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod align;
 pub mod annotate;
 pub mod artifact;
+pub mod atomic;
 pub mod classify;
 pub mod detect;
 pub mod embed;

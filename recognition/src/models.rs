@@ -122,7 +122,7 @@ impl ModelDir {
 
     /// The embedding network's identity: the sha256 of its file as recorded in
     /// the manifest or, when its weights are in a separate file, the sha256 of
-    /// the text "<network sha256>\n<weights sha256>\n". A classifier records it
+    /// the text `"<network sha256>\n<weights sha256>\n"`. A classifier records it
     /// so it is never used with another embedder.
     pub fn embedder_sha256(&self) -> &str {
         &self.embedder_sha256

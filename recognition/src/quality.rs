@@ -5,7 +5,7 @@
 //! crop as the embedder sees it (the detector's box resized to 160×160), so the figures
 //! do not depend on how far away the person stands. The thresholds were measured with
 //! `cargo run --release -p recognition --example quality -- PHOTOS...` (see
-//! [`QualityGate::default`]).
+//! [`QualityGate::for_door`]).
 //!
 //! Pose comes from MTCNN's five landmarks: yaw is the nose's sideways offset from the
 //! eyes' midpoint in inter-eye distances, pitch the nose's height between the eyes and

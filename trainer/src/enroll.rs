@@ -198,14 +198,16 @@ fn limit(entries: &mut HashMap<String, CachedPhoto>, max: usize) {
     }
 }
 
-/// Writes a cache file privately and atomically (a temporary file renamed over it).
+/// Writes a cache file privately (0600: embeddings are biometric data) and atomically.
 fn write_cache_file(path: &Path, entries: &HashMap<String, CachedPhoto>) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    use std::io::Write as _;
     let bytes = serde_json::to_vec(entries)?;
-    write_private(&tmp, &bytes)
-        .with_context(|| format!("cannot write embedding cache {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot replace embedding cache {}", path.display()))
+    recognition::atomic::replace_file(path, 0o600, |f| f.write_all(&bytes)).with_context(|| {
+        format!(
+            "cannot write embedding cache {}; make its folder writable, or pass --no-cache",
+            path.display()
+        )
+    })
 }
 
 /// The cache files (one per pipeline setting) in `dir`.
@@ -264,27 +266,6 @@ pub fn forget_cached(dir: &Path, hashes: &std::collections::HashSet<String>) -> 
         }
     }
     Ok(removed)
-}
-
-/// Writes a file only its owner may read. A file left behind by an earlier run keeps its
-/// mode when reopened, so the mode is set on the open file too.
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 /// Removes group and other permissions from an existing file or folder (a missing one is
@@ -541,14 +522,14 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_temporary_file_does_not_make_the_cache_readable_by_others() {
+    fn a_cache_file_readable_by_others_is_replaced_by_a_private_one() {
         let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("embeddings-x.tmp");
-        std::fs::write(&tmp, b"left over").unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
-        write_private(&tmp, b"{}").unwrap();
-        assert_eq!(mode(&tmp), 0o600);
-        assert_eq!(std::fs::read(&tmp).unwrap(), b"{}");
+        let path = dir.path().join("embeddings-x.json");
+        std::fs::write(&path, b"left over").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_cache_file(&path, &HashMap::new()).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
     }
 
     #[test]

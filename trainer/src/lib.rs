@@ -1,6 +1,7 @@
 //! The workstation side of facelock: enrol photos, train and calibrate the
 //! classifier, evaluate it, and export the file the lock daemon loads.
 
+pub mod commands;
 pub mod dataset;
 pub mod duplicates;
 pub mod enroll;

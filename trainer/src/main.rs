@@ -1,18 +1,15 @@
-//! `trainer`: command-line front end; the work happens in the library.
+//! `trainer`: the command line. It parses the arguments and prints what the library's
+//! [`trainer::commands`] return; the work happens there.
 
-use std::path::{Path, PathBuf};
+use std::fmt::Display;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use recognition::photo::{DecodeLimits, DETECT_MAX_SIDE, MAX_PHOTO_SIDE};
-use recognition::{DetectorConfig, FacePipeline, ModelDir, PipelineConfig};
-use trainer::dataset::{shown, Dataset};
-use trainer::enroll::PhotoOptions;
-use trainer::evaluate::evaluate_with;
-use trainer::train::{
-    embed_dataset, train_with, write_classifier, TrainOptions, MIN_PHOTOS_WARNING,
-};
+use recognition::photo::{DETECT_MAX_SIDE, MAX_PHOTO_SIDE};
+use recognition::{DetectorConfig, PipelineConfig};
+use trainer::commands::{self, Outcome, PhotoOptions, Setup};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,11 +29,11 @@ struct PipelineArgs {
     /// Folder with the ONNX models and manifest.json (default: the fetch script's output).
     #[arg(long, global = true, env = "FACELOCK_MODELS")]
     models: Option<PathBuf>,
-    /// Smallest face, in pixels, the detector looks for.
-    #[arg(long, global = true, default_value_t = 20.0)]
+    /// Smallest face, in pixels, the detector looks for (12 to 1024).
+    #[arg(long, global = true, default_value_t = 20.0, value_parser = min_face_px)]
     min_face_px: f32,
-    /// Crop margin around the face box, as a fraction of its side.
-    #[arg(long, global = true, default_value_t = 0.0)]
+    /// Crop margin around the face box, as a fraction of its side (0 to 1).
+    #[arg(long, global = true, default_value_t = 0.0, value_parser = crop_margin)]
     crop_margin: f32,
     /// Folder for the embedding cache (default: ~/.cache/facelock/embeddings).
     #[arg(long, global = true)]
@@ -64,12 +61,64 @@ const MIN_PHOTO_LIMIT: u32 = 160;
 const MAX_PHOTO_LIMIT: u32 = 16384;
 
 impl PipelineArgs {
-    fn photos(&self) -> PhotoOptions {
-        PhotoOptions {
-            max_side: self.max_photo_px,
-            detect_side: DETECT_MAX_SIDE,
+    fn setup(self) -> Setup {
+        Setup {
+            models: self.models,
+            config: PipelineConfig {
+                detector: DetectorConfig {
+                    min_face_px: self.min_face_px,
+                    ..DetectorConfig::default()
+                },
+                crop_margin: self.crop_margin,
+            },
+            cache_dir: self.cache_dir.unwrap_or_else(Setup::default_cache_dir),
+            use_cache: !self.no_cache,
+            progress: !self.quiet,
+            photos: PhotoOptions {
+                max_side: self.max_photo_px,
+                detect_side: DETECT_MAX_SIDE,
+            },
         }
     }
+}
+
+/// A number in `range`, or a message saying what is expected.
+fn number_in<T>(text: &str, range: std::ops::RangeInclusive<T>, what: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + Display,
+{
+    match text.trim().parse::<T>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected a number from {} to {}: {what}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// `--min-face-px`: MTCNN's smallest window is 12 px; photos are detected at most
+/// [`DETECT_MAX_SIDE`] px a side.
+fn min_face_px(text: &str) -> Result<f32, String> {
+    number_in(
+        text,
+        12.0..=DETECT_MAX_SIDE as f32,
+        "the smallest face in pixels (MTCNN's smallest window is 12 px)",
+    )
+}
+
+/// `--crop-margin`: the lock's `recognition.crop_margin` must be the same.
+fn crop_margin(text: &str) -> Result<f32, String> {
+    number_in(
+        text,
+        0.0..=1.0,
+        "a fraction of the face box side (the lock's recognition.crop_margin must be the same)",
+    )
+}
+
+/// `--target-far`, `--tar-slack`.
+fn rate(text: &str) -> Result<f64, String> {
+    number_in(text, 0.0..=1.0, "a rate (0.05 = 5 %)")
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,15 +132,16 @@ enum Command {
         /// Photos of people who must not get in (any folder layout).
         #[arg(long)]
         unknown: Option<PathBuf>,
-        /// Largest tolerated false-accept rate on the strangers seen in calibration.
-        #[arg(long, default_value_t = 0.0)]
+        /// Largest tolerated false-accept rate on the strangers seen in calibration (0 to 1).
+        #[arg(long, default_value_t = 0.0, value_parser = rate)]
         target_far: f64,
         /// Genuine accept rate the gate may give up (below the best reachable)
-        /// to sit further from the strangers.
-        #[arg(long, default_value_t = 0.05)]
+        /// to sit further from the strangers (0 to 1).
+        #[arg(long, default_value_t = 0.05, value_parser = rate)]
         tar_slack: f64,
-        /// Cross-validation folds for calibrating the gate.
-        #[arg(long, default_value_t = 5)]
+        /// Cross-validation folds for calibrating the gate (2 to 20).
+        #[arg(long, default_value_t = 5,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=20))]
         folds: usize,
         /// Sign the classifier with this private key (from `trainer keygen`).
         #[arg(long)]
@@ -144,9 +194,6 @@ enum Command {
     Embed {
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// JSON lines output (the only format).
-        #[arg(long)]
-        json: bool,
     },
     /// List the people of an image tree, and the photos that will hurt them at the door.
     ///
@@ -211,73 +258,8 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn load_pipeline(args: &PipelineArgs) -> Result<FacePipeline> {
-    let dir = args
-        .models
-        .clone()
-        .unwrap_or_else(ModelDir::default_location);
-    let models = ModelDir::open(&dir)?;
-    let config = PipelineConfig {
-        detector: DetectorConfig {
-            min_face_px: args.min_face_px,
-            ..DetectorConfig::default()
-        },
-        crop_margin: args.crop_margin,
-    };
-    Ok(FacePipeline::load(&models, config)?)
-}
-
-fn cache_dir(args: &PipelineArgs) -> Option<PathBuf> {
-    if args.no_cache {
-        return None;
-    }
-    Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir))
-}
-
-fn default_cache_dir() -> PathBuf {
-    ModelDir::default_location()
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("embeddings")
-}
-
-fn run(cli: Cli) -> Result<()> {
-    // Key handling needs no models.
-    match &cli.command {
-        Command::Keygen { out } => return keygen(out),
-        Command::Push {
-            url,
-            token_file,
-            ca_cert,
-            timeout_secs,
-            classifier,
-        } => return push(url, token_file, ca_cert.clone(), *timeout_secs, classifier),
-        Command::Forget {
-            person,
-            images,
-            yes,
-        } => return forget(person, images, *yes, &cli.pipeline),
-        Command::Sign { key, classifier } => {
-            let key = recognition::signature::read_signing_key(key)?;
-            let bytes = std::fs::read(classifier)
-                .with_context(|| format!("reading {}", classifier.display()))?;
-            write_classifier(classifier, &recognition::signature::sign(&bytes, &key))?;
-            println!("signed {}", classifier.display());
-            return Ok(());
-        }
-        _ => {}
-    }
-    let pipeline = load_pipeline(&cli.pipeline)?;
-    let progress = !cli.pipeline.quiet;
+    let cli = Cli::parse();
+    let setup = cli.pipeline.setup();
     match cli.command {
         Command::Train {
             images,
@@ -287,88 +269,20 @@ fn run(cli: Cli) -> Result<()> {
             tar_slack,
             folds,
             sign,
-        } => {
-            // Read the key first: a bad key path should not cost a training run.
-            let key = sign
-                .as_deref()
-                .map(recognition::signature::read_signing_key)
-                .transpose()?;
-            let options = TrainOptions {
+        } => finish(commands::train(
+            &setup,
+            commands::Train {
                 images,
-                output: output.clone(),
+                output,
                 unknown,
                 target_far,
                 tar_slack,
-                folds: folds.max(2),
-                cache_dir: cache_dir(&cli.pipeline),
-                progress,
-            };
-            let report = train_with(&pipeline, &options, &cli.pipeline.photos())?;
-            for s in &report.extraction.skipped {
-                println!("skipped {}: {}", shown(&s.path), s.reason);
-            }
-            for c in &report.copies {
-                println!("left out {}: {}", shown(&c.path), c.reason());
-            }
-            for u in &report.unusable_people {
-                println!(
-                    "not enrolled: {} (folder {}): no usable photo",
-                    u.person,
-                    shown(&u.folder)
-                );
-            }
-            for e in report.extraction.multi_face() {
-                let how = match e.pick {
-                    trainer::enroll::Pick::Agrees { similarity } => format!(
-                        "used the one that looks like {}'s other photos (similarity {similarity:.2})",
-                        e.sample.person
-                    ),
-                    _ => format!(
-                        "used the main one (size and closeness to the centre): {} has no \
-                         single-face photo to compare with",
-                        e.sample.person
-                    ),
-                };
-                println!("{}: {} faces, {how}", shown(&e.sample.path), e.faces);
-            }
-            for (person, n) in &report.meta.photos_per_person {
-                if *n < MIN_PHOTOS_WARNING {
-                    log::warn!(
-                        "{person} has only {n} usable photo(s); {MIN_PHOTOS_WARNING} or more \
-                         from different days and angles make recognition reliable"
-                    );
-                }
-            }
-            let bytes = match &key {
-                Some(key) => recognition::signature::sign(&report.bytes, key),
-                None => report.bytes.clone(),
-            };
-            write_classifier(&output, &bytes)?;
-            if key.is_some() {
-                println!("signed with {}", sign.unwrap_or_default().display());
-            }
-            let c = &report.choice;
-            println!(
-                "enrolled {} people from {} photos ({} skipped, {} copies counted once, {} from \
-                 cache); {} stranger photos",
-                report.meta.labels.len(),
-                report.extraction.embedded.len() - report.copies.len(),
-                report.extraction.skipped.len(),
-                report.copies.len(),
-                report.extraction.cache_hits,
-                report.unknown_used
-            );
-            println!(
-                "gate: probability >= {:.2}, similarity >= {:.2}; cross-validated: \
-                 accuracy {:.1} %, true accept {:.1} %, false accept {:.1} %",
-                c.thresholds.min_probability,
-                c.thresholds.min_similarity,
-                c.closed_set_accuracy * 100.0,
-                c.true_accept_rate * 100.0,
-                c.false_accept_rate * 100.0
-            );
-            println!("wrote {}", output.display());
-        }
+                folds,
+                sign,
+            },
+        )),
+        Command::Keygen { out } => finish(commands::keygen(&out)),
+        Command::Sign { key, classifier } => finish(commands::sign(&key, &classifier)),
         Command::Evaluate {
             classifier,
             images,
@@ -376,327 +290,121 @@ fn run(cli: Cli) -> Result<()> {
             unknown,
             json,
             html,
-        } => {
-            let classifier = load_classifier(&pipeline, &classifier, trusted_key.as_deref())?;
-            let eval = evaluate_with(
-                &pipeline,
-                &classifier,
-                &images,
-                unknown.as_deref(),
-                cache_dir(&cli.pipeline).as_deref(),
-                &cli.pipeline.photos(),
-                progress,
-            )?;
-            for p in &eval.photos {
-                println!(
-                    "{}\t{}\t{}\tp={:.3}\tsim={:.3}",
-                    shown(&p.path),
-                    p.person,
-                    p.predicted,
-                    p.probability,
-                    p.similarity
-                );
-            }
-            for s in &eval.skipped {
-                println!("skipped {}: {}", shown(&s.path), s.reason);
-            }
-            println!(
-                "closed-set accuracy {:.1} % | true accept {:.1} % of {} | false accept {:.1} % of {} | misidentified {}",
-                eval.closed_set_accuracy * 100.0,
-                eval.true_accept_rate * 100.0,
-                eval.enrolled_photos,
-                eval.false_accept_rate * 100.0,
-                eval.impostor_photos,
-                eval.misidentified
-            );
-            if let Some(path) = &json {
-                std::fs::write(path, serde_json::to_vec_pretty(&eval)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            let html_path = html.unwrap_or_else(|| match &json {
-                Some(j) => j.with_extension("html"),
-                None => PathBuf::from("report.html"),
-            });
-            std::fs::write(
-                &html_path,
-                trainer::report::html(&eval, "facelock evaluation"),
-            )
-            .with_context(|| format!("writing {}", html_path.display()))?;
-            println!("report: {}", html_path.display());
-        }
+        } => finish(commands::evaluate(
+            &setup,
+            commands::Evaluate {
+                classifier,
+                images,
+                trusted_key,
+                unknown,
+                json,
+                html,
+            },
+        )),
         Command::Recognize {
             classifier,
             trusted_key,
             images,
             annotate,
-        } => {
-            let classifier = load_classifier(&pipeline, &classifier, trusted_key.as_deref())?;
-            let limits = DecodeLimits::photos(cli.pipeline.max_photo_px);
-            let mut failed = 0;
-            for path in &images {
-                // A bad photo is reported and the others are still recognised.
-                let photo = match recognition::photo::load_photo(path, &limits, DETECT_MAX_SIDE) {
-                    Ok(photo) => photo,
-                    Err(e) => {
-                        eprintln!("error: {}", escaped_error(&e, path));
-                        failed += 1;
-                        continue;
-                    }
-                };
-                let found = pipeline.recognize(&photo.image, &classifier, 0.0)?;
-                if found.is_empty() {
-                    println!("{}\tno face", shown(path));
-                }
-                for r in &found {
-                    let b = photo.to_original(&r.face.bbox);
-                    println!(
-                        "{}\t{}\tbox=[{:.0},{:.0},{:.0},{:.0}]\tp={:.3}\tsim={:.3}\tnearest={}",
-                        shown(path),
-                        r.prediction.label(),
-                        b.x1,
-                        b.y1,
-                        b.x2,
-                        b.y2,
-                        r.prediction.probability,
-                        r.prediction.similarity,
-                        r.prediction.nearest
-                    );
-                }
-                if let Some(out) = &annotate {
-                    // Drawn on the photo as detection saw it (scaled down when large).
-                    let mut canvas = photo.image.clone();
-                    let options = recognition::annotate::AnnotateOptions {
-                        min_face_px: None,
-                        landmarks: true,
-                    };
-                    recognition::annotate::draw_recognized(&mut canvas, &found, &options);
-                    canvas
-                        .save(out)
-                        .with_context(|| format!("writing {}", shown(out)))?;
-                }
-            }
-            if failed > 0 {
-                anyhow::bail!("{failed} of {} photo(s) could not be used", images.len());
-            }
-        }
+        } => finish(commands::recognize(
+            &setup,
+            commands::Recognize {
+                classifier,
+                trusted_key,
+                images,
+                annotate,
+            },
+        )),
+        Command::Embed { images } => finish(commands::embed(&setup, &images)),
         Command::People {
             images,
             door_min_face_px,
             classifier,
-        } => {
-            let classifier = classifier
-                .map(|path| {
-                    let bytes = std::fs::read(&path)
-                        .with_context(|| format!("cannot read classifier {}", shown(&path)))?;
-                    Ok::<_, anyhow::Error>(recognition::artifact::meta_from_bytes(&path, &bytes)?)
-                })
-                .transpose()?;
-            let dataset = Dataset::people(&images)?;
-            let mut extraction = embed_dataset(
-                &pipeline,
-                &dataset,
-                cache_dir(&cli.pipeline).as_deref(),
-                &cli.pipeline.photos(),
-                progress,
-            )?;
-            trainer::enroll::pick_by_person(&mut extraction);
-            let options = trainer::people::PeopleOptions {
-                door_min_face_px: door_min_face_px as f32,
-                classifier,
-            };
-            print!(
-                "{}",
-                trainer::people::people(&dataset, &extraction, &options)
-            );
-        }
-        Command::Keygen { .. }
-        | Command::Sign { .. }
-        | Command::Push { .. }
-        | Command::Forget { .. } => {
-            unreachable!("handled above")
-        }
-        Command::Embed { images, json: _ } => {
-            let dataset = Dataset {
-                samples: images
-                    .iter()
-                    .map(|p| trainer::dataset::Sample {
-                        person: String::new(),
-                        path: p.clone(),
-                    })
-                    .collect(),
-                ..Dataset::default()
-            };
-            let extraction =
-                embed_dataset(&pipeline, &dataset, None, &cli.pipeline.photos(), false)?;
-            for e in &extraction.embedded {
-                let mut line = serde_json::json!({
-                    "path": shown(&e.sample.path),
-                    "box": e.bbox,
-                    "faces": e.faces,
-                    "embedding": e.embedding.as_slice(),
-                });
-                // A name that is not UTF-8 is escaped in "path"; its exact bytes follow.
-                if e.sample.path.to_str().is_none() {
-                    line["path_bytes"] = e.sample.path.as_os_str().as_encoded_bytes().into();
-                }
-                println!("{line}");
+        } => finish(commands::people(
+            &setup,
+            &images,
+            door_min_face_px,
+            classifier.as_deref(),
+        )),
+        Command::Forget {
+            person,
+            images,
+            yes,
+        } => finish(commands::forget(&setup, &person, &images, yes)),
+        Command::Push {
+            url,
+            token_file,
+            ca_cert,
+            timeout_secs,
+            classifier,
+        } => finish(commands::push(commands::Push {
+            url,
+            token_file,
+            ca_cert,
+            timeout: Duration::from_secs(timeout_secs),
+            classifier,
+        })),
+    }
+}
+
+/// Prints the outcome, then its failures (exit status 1), or the error.
+fn finish(outcome: anyhow::Result<impl Outcome>) -> ExitCode {
+    match outcome {
+        Ok(outcome) => {
+            print!("{outcome}");
+            let failures = outcome.failures();
+            for failure in &failures {
+                eprintln!("error: {failure}");
             }
-            for s in &extraction.skipped {
-                eprintln!("skipped {}: {}", shown(&s.path), s.reason);
-            }
-            if !extraction.skipped.is_empty() {
-                anyhow::bail!(
-                    "{} of {} photo(s) gave no embedding (see above)",
-                    extraction.skipped.len(),
-                    images.len()
-                );
+            if failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
-    }
-    Ok(())
-}
-
-/// Loads a classifier through recognition's trust path: with `trusted_key`, only when
-/// signed with its private half (an unsigned or otherwise signed file is refused, with the
-/// fix); always only when made for these models and with this pipeline's settings.
-fn load_classifier(
-    pipeline: &FacePipeline,
-    path: &Path,
-    trusted_key: Option<&Path>,
-) -> Result<recognition::Classifier> {
-    let key = trusted_key
-        .map(recognition::signature::read_verifying_key)
-        .transpose()?;
-    Ok(pipeline.load_classifier(path, key.as_ref())?)
-}
-
-/// `trainer forget`: asks (unless --yes), then removes the folder and cache entries.
-fn forget(person: &str, images: &Path, yes: bool, args: &PipelineArgs) -> Result<()> {
-    use std::io::{BufRead, IsTerminal, Write};
-    let plan = trainer::forget::plan(images, person)?;
-    if !yes {
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!(
-                "this removes {} ({} file(s)); run it in a terminal to confirm, or add --yes",
-                shown(&plan.folder),
-                plan.files.len()
-            );
-        }
-        print!(
-            "remove {} ({} file(s)) and {person}'s cached embeddings? [y/N] ",
-            shown(&plan.folder),
-            plan.files.len()
-        );
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("nothing removed");
-            return Ok(());
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
-    // The cache is cleaned even with --no-cache: it may hold them from earlier runs.
-    let dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    println!("{}", trainer::forget::forget(&plan, Some(&dir))?);
-    Ok(())
 }
 
-/// An error about one photo, with its path escaped when it is not UTF-8.
-fn escaped_error(e: &recognition::Error, path: &Path) -> String {
-    match e {
-        recognition::Error::Image { reason, .. } => {
-            format!("cannot use image {}: {reason}", shown(path))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_not_clamped() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["trainer"], args].concat());
+        let train = ["train", "images", "-o", "c.onnx"];
+        for bad in [
+            "--folds=1",
+            "--folds=21",
+            "--target-far=-0.1",
+            "--tar-slack=1.5",
+            "--tar-slack=NaN",
+            "--min-face-px=11",
+            "--crop-margin=-1",
+        ] {
+            let err = parse(&[&train[..], &[bad]].concat()).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            let flag = bad.split('=').next().unwrap();
+            assert!(err.to_string().contains(flag), "{err}");
         }
-        other => other.to_string(),
+        let cli = parse(&[&train[..], &["--folds", "2", "--min-face-px", "12"]].concat()).unwrap();
+        assert!(matches!(cli.command, Command::Train { folds: 2, .. }));
+        assert_eq!(cli.pipeline.min_face_px, 12.0);
+        assert!(min_face_px("5").unwrap_err().contains("from 12 to 1024"));
     }
-}
 
-/// `trainer push`: everything is checked locally before the token leaves this machine.
-fn push(
-    url: &str,
-    token_file: &Path,
-    ca_cert: Option<PathBuf>,
-    timeout_secs: u64,
-    classifier: &Path,
-) -> Result<()> {
-    use trainer::push::{check_classifier, parse_url, push_bytes, read_token, ClientOptions};
-    let target = parse_url(url)?;
-    if let Some(warning) = target.clear_text_warning() {
-        eprintln!("warning: {warning}");
+    #[test]
+    fn embed_has_no_json_flag() {
+        assert!(Cli::try_parse_from(["trainer", "embed", "--json", "a.jpg"]).is_err());
     }
-    if ca_cert.is_some() && !target.https {
-        eprintln!("warning: --ca-cert is not used with an http:// URL");
-    }
-    let token = read_token(token_file)?;
-    for warning in &token.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let local = check_classifier(classifier)?;
-    if let Some(warning) = local.unsigned_warning() {
-        eprintln!("warning: {warning}");
-    }
-    println!(
-        "pushing {} ({} bytes, {}): {} people ({}), created {}",
-        shown(classifier),
-        local.bytes.len(),
-        if local.signed { "signed" } else { "unsigned" },
-        local.meta.labels.len(),
-        local.meta.labels.join(", "),
-        local.meta.created
-    );
-    println!("to {}", target.endpoint);
-    let options = ClientOptions {
-        ca_cert,
-        timeout: std::time::Duration::from_secs(timeout_secs),
-    };
-    let pushed = push_bytes(&target, &token.token, &local.bytes, &options)?;
-    if !pushed.ok {
-        eprintln!(
-            "warning: the lock wrote and checked the classifier but has not confirmed it in \
-             service yet; check its events (reload / reload-refused)"
-        );
-    }
-    if !pushed.message.is_empty() {
-        println!("lock: {}", pushed.message);
-    }
-    println!(
-        "in service: {} people ({}), created {}",
-        pushed.people.len(),
-        pushed.people.join(", "),
-        pushed.created
-    );
-    println!("sha256 {} (matches {})", local.sha256, shown(classifier));
-    Ok(())
-}
-
-fn keygen(out: &Path) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let keys = recognition::signature::keygen();
-    let private = out.join("facelock-signing.key");
-    let public = out.join("facelock-signing.pub");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&private)
-        .with_context(|| {
-            format!(
-                "cannot create {} (an existing key is never overwritten)",
-                private.display()
-            )
-        })?;
-    f.write_all(keys.private_pem.as_bytes())?;
-    std::fs::write(&public, keys.public_pem.as_bytes())
-        .with_context(|| format!("writing {}", public.display()))?;
-    println!(
-        "private key: {} (keep it on this workstation)",
-        private.display()
-    );
-    println!(
-        "public key:  {} (copy it to the lock and set security.trusted_key)",
-        public.display()
-    );
-    Ok(())
 }

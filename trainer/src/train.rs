@@ -97,6 +97,12 @@ pub fn train_with(
     options: &TrainOptions,
     photos: &PhotoOptions,
 ) -> Result<TrainReport> {
+    if options.folds < 2 {
+        bail!(
+            "cross-validation needs at least 2 folds, not {}",
+            options.folds
+        );
+    }
     let dataset = Dataset::people(&options.images)?;
     let mut extraction = embed_dataset(
         pipeline,

@@ -355,6 +355,7 @@ impl FrameSource for MjpegPipe {
     }
 }
 
+// Hand-written: decoders take whole images; no crate splits a live stream with a size cap.
 /// Splits a byte stream of concatenated JPEG images into the images.
 ///
 /// An image starts at SOI (`FF D8`). Up to the first SOS (start of scan) the marker

@@ -1,6 +1,6 @@
 //! Commands from MQTT: parsing the payloads, the permission and PIN checks, and the rate
 //! limits. Pure: time is passed in. What passes goes to the door loop as a
-//! [`Request`](crate::control::Request), like every other front-end's commands.
+//! [`control::Request`](crate::control::Request), like every other front-end's commands.
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! [`gpio`] (a relay on a Raspberry Pi pin) and [`sim`] (a log file, for the demo and tests).
 //!
 //! Every adapter writes Locked when it is opened and again when dropped; the service also
-//! writes Locked explicitly on every exit path, and `lock-daemon secure` ([`secure`]) covers
+//! writes Locked explicitly on every exit path, and `lock-daemon secure` ([`crate::secure`]) covers
 //! the paths where the process cannot (SIGKILL, panic=abort, power loss of the Pi).
 
 pub mod gpio;

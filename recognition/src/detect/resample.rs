@@ -3,6 +3,9 @@
 //!
 //! Downscaling averages the source area each output pixel covers; upscaling
 //! uses OpenCV's area-style linear weights. Works on interleaved `f32` pixels.
+//!
+//! Hand-written on purpose: no Rust image crate implements `INTER_AREA`, and the networks'
+//! outputs match the reference (the golden tests) only with OpenCV's exact weights.
 
 /// A planar-free, interleaved `f32` image with `channels` values per pixel.
 #[derive(Debug, Clone, PartialEq)]

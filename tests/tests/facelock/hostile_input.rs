@@ -243,7 +243,7 @@ fn recognize_and_embed_refuse_each_image_bomb_with_the_reason() {
         for command in ["recognize", "embed"] {
             let args: Vec<&OsStr> = match command {
                 "recognize" => vec![command.as_ref(), classifier.as_os_str(), path.as_os_str()],
-                _ => vec![command.as_ref(), "--json".as_ref(), path.as_os_str()],
+                _ => vec![command.as_ref(), path.as_os_str()],
             };
             let started = Instant::now();
             let out = trainer(&args);
@@ -445,7 +445,7 @@ fn embed_and_evaluate_handle_non_utf8_file_names() {
     let photo = person.join(OsStr::from_bytes(b"caf\xe9.jpg"));
     std::fs::copy(first_photo(&celeb5("val").join("madonna")), &photo).unwrap();
 
-    let out = trainer(&["embed".as_ref(), "--json".as_ref(), photo.as_os_str()]);
+    let out = trainer(&["embed".as_ref(), photo.as_os_str()]);
     assert!(
         out.status.success(),
         "{}",
