@@ -79,6 +79,9 @@ pub enum Event {
     ClassifierPushed,
     /// Someone started or stopped watching the live preview (`by`).
     Preview,
+    /// A guided capture started, was refused, or ended (`person`, `by`; `message` says
+    /// how many frames were kept and why others were refused).
+    Capture,
 }
 
 impl Event {
@@ -111,6 +114,7 @@ impl Event {
             Event::AuthFailure => "auth-failure",
             Event::ClassifierPushed => "classifier-pushed",
             Event::Preview => "preview",
+            Event::Capture => "capture",
         }
     }
 }
@@ -342,27 +346,15 @@ impl AuditLog {
             landmarks: true,
         };
         recognition::annotate::draw_recognized(&mut image, faces, &options);
-        // Write under a temporary name, then rename: a reader never sees half a JPEG.
-        let tmp = settings.dir.join(format!(".{name}.tmp"));
-        let write = || -> Result<(), String> {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| e.to_string())?;
+        // Atomically, so a reader never sees half a JPEG; 0600: snapshots are photos of people.
+        recognition::atomic::replace_file(&path, 0o600, |file| {
             let mut out = std::io::BufWriter::new(file);
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
                 .encode_image(&image)
-                .map_err(|e| e.to_string())?;
-            out.flush().map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
-        };
-        if let Err(reason) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(fail(reason));
-        }
+                .map_err(std::io::Error::other)?;
+            out.flush()
+        })
+        .map_err(|e| fail(e.to_string()))?;
         prune_snapshots(&settings.dir, settings.keep)
             .map_err(|e| fail(format!("retention: {e}")))?;
         Ok(Some(name))

@@ -1,9 +1,92 @@
 //! Time readings for logs: wall time (RFC 3339, UTC) for people, `CLOCK_MONOTONIC`
 //! milliseconds for comparing events across processes. Decisions never read the clock; they
-//! take `now: Instant` from the loop.
+//! take `now: Instant` from the loop, which reads it through the [`Clock`] seam: the
+//! [`SystemClock`] in service, a [`FakeClock`] that tests move by hand.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use time::macros::format_description;
 use time::OffsetDateTime;
+
+/// Where the service reads the time and how it waits: the door loop's deadlines and the
+/// vision thread's camera backoff. Waits on other threads (the input channel, the vision
+/// thread's heartbeat and join) stay in real time.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The time now.
+    fn now(&self) -> Instant;
+    /// Lets `d` pass (a backoff step).
+    fn sleep(&self, d: Duration);
+    /// How long the door loop may block waiting for an input when its next deadline is `d`
+    /// away on this clock: `d` on a real clock.
+    fn wait_limit(&self, d: Duration) -> Duration {
+        d
+    }
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// A clock for tests: it stands still until the test [`advance`](FakeClock::advance)s it,
+/// or until a [`sleep`](Clock::sleep) on it moves it on by the time slept (at once). The
+/// door loop polls it (a short real wait) instead of blocking until a deadline, so a move
+/// is noticed at once. Clones share the time.
+#[derive(Debug, Clone)]
+pub struct FakeClock {
+    start: Instant,
+    offset: Arc<Mutex<Duration>>,
+}
+
+impl Default for FakeClock {
+    fn default() -> FakeClock {
+        FakeClock {
+            start: Instant::now(),
+            offset: Arc::default(),
+        }
+    }
+}
+
+impl FakeClock {
+    /// The longest real wait the door loop makes on a fake clock.
+    pub const POLL: Duration = Duration::from_millis(1);
+
+    /// Moves the time on by `d`.
+    pub fn advance(&self, d: Duration) {
+        *self.offset.lock().unwrap_or_else(PoisonError::into_inner) += d;
+    }
+
+    /// How far the time has moved since this clock was made.
+    pub fn elapsed(&self) -> Duration {
+        *self.offset.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        self.start + self.elapsed()
+    }
+
+    fn sleep(&self, d: Duration) {
+        self.advance(d);
+        std::thread::yield_now();
+    }
+
+    fn wait_limit(&self, d: Duration) -> Duration {
+        d.min(Self::POLL)
+    }
+}
 
 /// The current wall time as RFC 3339 in UTC with milliseconds, e.g. `2025-05-01T08:30:00.123Z`.
 /// Always three fractional digits (`.080`, `.000`), so lines line up and sort as text.
@@ -38,6 +121,23 @@ mod tests {
         assert!(t.ends_with('Z'), "{t}");
         assert_eq!(t.len(), "2025-05-01T08:30:00.123Z".len(), "{t}");
         assert_eq!((&t[4..5], &t[10..11], &t[19..20]), ("-", "T", "."), "{t}");
+    }
+
+    #[test]
+    fn a_fake_clock_moves_only_when_advanced_or_slept_on() {
+        let clock = FakeClock::default();
+        let shared = clock.clone();
+        let t0 = clock.now();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(clock.now(), t0);
+        shared.advance(Duration::from_secs(3));
+        clock.sleep(Duration::from_millis(250));
+        assert_eq!(clock.now() - t0, Duration::from_millis(3250));
+        assert_eq!(clock.wait_limit(Duration::from_secs(5)), FakeClock::POLL);
+        assert_eq!(
+            SystemClock.wait_limit(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

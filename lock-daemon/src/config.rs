@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::capture::CaptureSettings;
 use crate::control::ControlSettings;
 use crate::http::{HttpSettings, TlsSettings};
 use crate::indicator::{IndicatorBackend, IndicatorSettings, OutputPin};
@@ -86,6 +87,8 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     mqtt: RawMqtt,
+    #[serde(default)]
+    capture: RawCapture,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +292,16 @@ struct RawSchedule {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCapture {
+    enabled: Option<bool>,
+    dir: Option<PathBuf>,
+    max_count: Option<u32>,
+    max_secs: Option<u32>,
+    max_files: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawControl {
     socket: Option<PathBuf>,
     group: Option<String>,
@@ -329,6 +342,8 @@ pub struct Settings {
     pub http: Option<HttpSettings>,
     /// `None`: no MQTT (the default).
     pub mqtt: Option<MqttSettings>,
+    /// `None`: no guided capture at the door (the default).
+    pub capture: Option<CaptureSettings>,
 }
 
 /// `[schedule]`: weekly windows in the lock's time zone.
@@ -555,6 +570,10 @@ pub mod defaults {
     pub const AUDIT_LOG: &str = "/var/log/facelock/audit.jsonl";
     pub const SNAPSHOT_DIR: &str = "/var/lib/facelock/snapshots";
     pub const SNAPSHOTS_KEEP: u32 = 200;
+    pub const CAPTURE_DIR: &str = "/var/lib/facelock/captures";
+    pub const CAPTURE_MAX_COUNT: u32 = 50;
+    pub const CAPTURE_MAX_SECS: u32 = 300;
+    pub const CAPTURE_MAX_FILES: u32 = 1000;
     pub const STATE_DIR: &str = "/var/lib/facelock/state";
     pub const EXIT_SECS: f64 = 5.0;
     pub const HELD_OPEN_SECS: f64 = 30.0;
@@ -577,7 +596,7 @@ fn clip_to(value: &str, limit: usize) -> String {
     }
 }
 
-/// A configuration value quoted in a message (at most [`ECHO_LIMIT`] characters).
+/// A configuration value quoted in a message (at most `ECHO_LIMIT` (80) characters).
 pub fn clip(value: &str) -> String {
     clip_to(value, ECHO_LIMIT)
 }
@@ -827,6 +846,7 @@ impl Validator<'_> {
             outputs: self.outputs(raw.outputs, &relay, &inputs)?,
             schedule: self.schedule(raw.schedule)?,
             http: self.http(raw.http)?,
+            capture: self.capture(raw.capture)?,
             mqtt,
             relay,
         })
@@ -844,6 +864,7 @@ impl Validator<'_> {
             ("relay.sim_log", &raw.relay.sim_log),
             ("audit.log", &raw.audit.log),
             ("audit.snapshot_dir", &raw.audit.snapshot_dir),
+            ("capture.dir", &raw.capture.dir),
             ("security.trusted_key", &raw.security.trusted_key),
             ("state.dir", &raw.state.dir),
             ("control.socket", &raw.control.socket),
@@ -1405,6 +1426,52 @@ impl Validator<'_> {
             zone,
             schedule,
             assume_clock_synchronized: raw.assume_clock_synchronized.unwrap_or(false),
+        }))
+    }
+
+    fn capture(&self, raw: RawCapture) -> Result<Option<CaptureSettings>, ConfigError> {
+        let set = [
+            ("dir", raw.dir.is_some()),
+            ("max_count", raw.max_count.is_some()),
+            ("max_secs", raw.max_secs.is_some()),
+            ("max_files", raw.max_files.is_some()),
+        ];
+        if raw.enabled != Some(true) {
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(self.invalid(
+                    "capture.enabled",
+                    format!("is not true, but capture.{key} is set"),
+                    "set capture.enabled = true to allow guided capture at the door, or \
+                     remove the [capture] keys",
+                ));
+            }
+        }
+        let max_count = self.int(
+            "capture.max_count",
+            raw.max_count.unwrap_or(defaults::CAPTURE_MAX_COUNT),
+            1..=1000,
+            "the most frames one capture may ask for, e.g. 50",
+        )?;
+        let max_secs = self.int(
+            "capture.max_secs",
+            raw.max_secs.unwrap_or(defaults::CAPTURE_MAX_SECS),
+            5..=3600,
+            "the longest one capture may run, in seconds, e.g. 300",
+        )?;
+        let max_files = self.int(
+            "capture.max_files",
+            raw.max_files.unwrap_or(defaults::CAPTURE_MAX_FILES),
+            1..=100_000,
+            "the most files the capture directory may hold, e.g. 1000",
+        )?;
+        Ok(raw.enabled.unwrap_or(false).then(|| CaptureSettings {
+            dir: self.resolve(
+                raw.dir
+                    .unwrap_or_else(|| PathBuf::from(defaults::CAPTURE_DIR)),
+            ),
+            max_count,
+            max_secs,
+            max_files: max_files as usize,
         }))
     }
 
@@ -2112,6 +2179,48 @@ mod tests {
             "{MINIMAL}\n[camera]\nfps = 2\n[policy]\nwindow_secs = 1.0\n"
         ));
         assert!(err.contains("could never open"), "{err}");
+    }
+
+    #[test]
+    fn capture_is_off_unless_enabled_and_takes_its_limits() {
+        assert_eq!(parse(MINIMAL).unwrap().capture, None);
+        let s = parse(&format!("{MINIMAL}\n[capture]\nenabled = true\n")).unwrap();
+        assert_eq!(
+            s.capture,
+            Some(CaptureSettings {
+                dir: PathBuf::from(defaults::CAPTURE_DIR),
+                max_count: 50,
+                max_secs: 300,
+                max_files: 1000,
+            })
+        );
+        let s = parse(&format!(
+            "{MINIMAL}\n[capture]\nenabled = true\ndir = \"caps\"\nmax_count = 5\nmax_secs = 20\nmax_files = 9\n"
+        ))
+        .unwrap()
+        .capture
+        .unwrap();
+        assert_eq!(
+            (s.dir, s.max_count, s.max_secs, s.max_files),
+            (PathBuf::from("/etc/facelock/caps"), 5, 20, 9)
+        );
+    }
+
+    #[test]
+    fn capture_keys_without_enabled_are_refused_with_the_fix() {
+        let e = error(&format!("{MINIMAL}\n[capture]\ndir = \"/tmp/c\"\n"));
+        assert!(
+            e.contains("capture.enabled") && e.contains("capture.dir is set"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{MINIMAL}\n[capture]\nenabled = true\nmax_count = 0\n"
+        ));
+        assert!(e.contains("capture.max_count"), "{e}");
+        let e = error(&format!(
+            "{MINIMAL}\n[capture]\nenabled = true\nmax_file = 3\n"
+        ));
+        assert!(e.contains("max_file"), "{e}");
     }
 
     #[test]

@@ -47,7 +47,9 @@ pub struct ControlSettings {
 }
 
 /// A request, as JSON: `{"command": "status"}`, `{"command": "mode", "mode": "lockdown"}`,
-/// `{"command": "unlock", "seconds": 10, "reason": "delivery"}`, `{"command": "lock"}`.
+/// `{"command": "unlock", "seconds": 10, "reason": "delivery"}`, `{"command": "lock"}`,
+/// `{"command": "capture", "person": "ada", "count": 20, "seconds": 60}`,
+/// `{"command": "capture-cancel"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
@@ -62,6 +64,15 @@ pub enum Request {
     /// Lock now: end a timed unlock (refused while the mode, the schedule or the fire
     /// release holds the door unlocked).
     Lock,
+    /// Keep the next `count` good frames of the one face in view as enrolment photos of
+    /// `person`, for at most `seconds` ([`crate::capture`]). Progress is in the status.
+    Capture {
+        person: String,
+        count: u32,
+        seconds: f64,
+    },
+    /// Stop the running capture (the frames kept so far stay).
+    CaptureCancel,
 }
 
 /// The reply, as JSON.
@@ -272,7 +283,7 @@ fn handle(request: Request, by: &str, inputs: &SyncSender<Input>, board: &Status
 }
 
 /// Hands a request to the door loop on the service's one channel and waits (at most
-/// [`REPLY_TIMEOUT`]) for its answer. Blocks the calling front-end thread, never the loop.
+/// `REPLY_TIMEOUT`, 5 s) for its answer. Blocks the calling front-end thread, never the loop.
 pub fn submit(inputs: &SyncSender<Input>, request: Request, by: &str) -> Reply {
     let (reply_tx, reply_rx) = mpsc::channel();
     let command = Command {
@@ -378,6 +389,15 @@ mod tests {
                     reason: "delivery".into(),
                 },
             ),
+            (
+                r#"{"command":"capture","person":"ada","count":20,"seconds":60}"#,
+                Request::Capture {
+                    person: "ada".into(),
+                    count: 20,
+                    seconds: 60.0,
+                },
+            ),
+            (r#"{"command":"capture-cancel"}"#, Request::CaptureCancel),
         ];
         for (text, request) in cases {
             assert_eq!(serde_json::from_str::<Request>(text).unwrap(), request);
@@ -387,6 +407,7 @@ mod tests {
         for bad in [
             r#"{"command":"open-sesame"}"#,
             r#"{"command":"unlock","seconds":10}"#,
+            r#"{"command":"capture","person":"ada","count":-1,"seconds":60}"#,
             r#"{"command":"mode","mode":"lockdown","force":true}"#,
         ] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod camera;
+pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod control;

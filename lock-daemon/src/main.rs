@@ -127,6 +127,33 @@ enum CtlAction {
     },
     /// Lock now: end an unlock (a face, the exit button or `ctl unlock`) early.
     Lock,
+    /// Enrol at the door: keep the next good frames of the one face in view as photos of
+    /// NAME ([capture] must be enabled). Prints progress and why frames are refused until
+    /// the count is reached or time runs out. Never unlocks; audited under your uid.
+    /// Ctrl-C stops watching, not the capture: `ctl capture --cancel` stops it.
+    Capture {
+        /// The person's name: their folder name under images/ on the workstation.
+        #[arg(required_unless_present = "cancel")]
+        name: Option<String>,
+        /// How many frames to keep.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        count: u32,
+        /// The most seconds to spend (at most capture.max_secs).
+        #[arg(long, default_value_t = 60.0, value_parser = parse_seconds)]
+        seconds: f64,
+        /// Stop the running capture (the frames kept so far stay).
+        #[arg(long, conflicts_with = "name")]
+        cancel: bool,
+    },
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds above 0, e.g. 60"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -299,6 +326,23 @@ fn ctl(config: &std::path::Path, socket: Option<PathBuf>, action: CtlAction) -> 
         CtlAction::Mode { mode } => (Request::Mode { mode }, false),
         CtlAction::Unlock { seconds, reason } => (Request::Unlock { seconds, reason }, false),
         CtlAction::Lock => (Request::Lock, false),
+        CtlAction::Capture { cancel: true, .. } => (Request::CaptureCancel, false),
+        CtlAction::Capture {
+            name,
+            count,
+            seconds,
+            ..
+        } => {
+            let person = name.unwrap_or_default();
+            return watch_capture(
+                &socket,
+                Request::Capture {
+                    person,
+                    count,
+                    seconds,
+                },
+            );
+        }
     };
     let reply = call(&socket, &request).map_err(anyhow::Error::msg)?;
     if !reply.ok {
@@ -334,4 +378,61 @@ fn ctl(config: &std::path::Path, socket: Option<PathBuf>, action: CtlAction) -> 
         (None, _) => println!("{}", reply.message),
     }
     Ok(())
+}
+
+/// Starts a capture and prints its progress until it ends: kept frames, and each new
+/// reason a frame was refused (at most one a second, so a person can follow it).
+fn watch_capture(socket: &std::path::Path, request: lock_daemon::control::Request) -> Result<()> {
+    use lock_daemon::capture::{Progress, State};
+    use lock_daemon::control::{call, Request};
+    let reply = call(socket, &request).map_err(anyhow::Error::msg)?;
+    if !reply.ok {
+        anyhow::bail!("{}", reply.message);
+    }
+    println!("{}", reply.message);
+    println!("look at the camera; turn your head a little left, right, up and down, slowly");
+    let started = std::time::Instant::now();
+    let (mut kept, mut said, mut said_at) = (0, String::new(), None::<std::time::Instant>);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let reply = call(socket, &Request::Status).map_err(anyhow::Error::msg)?;
+        let progress = reply
+            .status
+            .as_ref()
+            .and_then(|s| s.get("capture"))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the daemon no longer reports the capture"))?;
+        let progress: Progress = serde_json::from_value(progress)?;
+        if progress.kept != kept {
+            kept = progress.kept;
+            println!("  kept {}/{}", progress.kept, progress.wanted);
+        }
+        if let Some(reason) = &progress.last_reject {
+            let quiet = said_at.is_none_or(|t| t.elapsed().as_secs_f64() >= 1.0);
+            if *reason != said && quiet {
+                println!("  refused: {reason}");
+                said.clone_from(reason);
+                said_at = Some(std::time::Instant::now());
+            }
+        }
+        if progress.state != State::Running {
+            println!("{}", progress.summary(started.elapsed()));
+            if progress.kept > 0 {
+                println!(
+                    "the frames are in {} on this machine; copy them to the workstation with \
+                     scripts/pull-captures.sh",
+                    progress.dir.display()
+                );
+            }
+            return match progress.state {
+                State::Done => Ok(()),
+                _ => Err(anyhow::anyhow!(
+                    "the capture ended {} with {} of {} frames",
+                    progress.state.as_str(),
+                    progress.kept,
+                    progress.wanted
+                )),
+            };
+        }
+    }
 }

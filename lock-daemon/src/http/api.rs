@@ -93,6 +93,10 @@ pub(super) fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/door/unlock", post(unlock))
         .route("/api/v1/door/mode", put(set_mode))
+        .route(
+            "/api/v1/capture",
+            post(start_capture).delete(cancel_capture),
+        )
         .route("/api/v1/preview.mjpeg", get(preview))
         .route("/api/v1/classifier", put(upload_classifier))
         .route("/metrics", get(metrics))
@@ -782,6 +786,24 @@ struct ModeBody {
     mode: String,
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureBody {
+    person: String,
+    #[serde(default = "default_capture_count")]
+    count: u32,
+    #[serde(default = "default_capture_seconds")]
+    seconds: f64,
+}
+
+fn default_capture_count() -> u32 {
+    20
+}
+
+fn default_capture_seconds() -> f64 {
+    60.0
+}
+
 /// Hands a command to the door loop (on a helper thread: the send and the wait block) and
 /// maps its answer.
 async fn command(app: &App, request: Command, by: String) -> ApiResult {
@@ -854,6 +876,27 @@ async fn set_mode(State(app): State<Arc<App>>, request: Request) -> ApiResult {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, e));
     }
     command(&app, Command::Mode { mode: body.mode }, caller.by()).await
+}
+
+/// Starts a guided capture at the door, like `lock-daemon ctl capture`; progress is in the
+/// status (`capture`).
+async fn start_capture(State(app): State<Arc<App>>, request: Request) -> ApiResult {
+    let caller = authorize(&app, &request, Scope::Admin)?;
+    let body: CaptureBody = json_body(request).await?;
+    if let Err(e) = crate::capture::check_name(&body.person) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, e));
+    }
+    let request = Command::Capture {
+        person: body.person,
+        count: body.count,
+        seconds: body.seconds,
+    };
+    command(&app, request, caller.by()).await
+}
+
+async fn cancel_capture(State(app): State<Arc<App>>, request: Request) -> ApiResult {
+    let caller = authorize(&app, &request, Scope::Admin)?;
+    command(&app, Command::CaptureCancel, caller.by()).await
 }
 
 // -----------------------------------------------------------------------------------------

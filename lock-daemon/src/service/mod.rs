@@ -4,7 +4,7 @@
 //!   the audit log and systemd notification. It waits for [`Input`]s no longer than the
 //!   policy's next deadline ([`Policy::next_deadline`]), so re-locking happens on time
 //!   whatever the camera or recognition are doing: it never waits for a frame.
-//! * The **vision thread** ([`vision`]) owns the camera and the recognizer. It reads frames,
+//! * The **vision thread** (`vision.rs`) owns the camera and the recognizer. It reads frames,
 //!   recognises faces, reloads the classifier and reopens a failing camera, and sends what
 //!   it saw to the door loop. A frame that takes seconds delays only the next frame.
 //!
@@ -13,12 +13,28 @@
 //! what the door loop publishes: the status snapshot ([`StatusBoard`]) and the records it
 //! writes ([`EventFeed`]). The loop never waits on either.
 //!
-//! Start-up order (with `main.rs`): settings → relay claimed (one daemon per relay) and
-//! written Locked → models and classifier → audit log → camera opened on the vision thread →
-//! READY=1. Shutdown: a signal sets a flag; the door loop writes Locked first, then stops the
-//! vision thread (waiting a bounded time), audits the stop, lets MQTT publish the final
-//! state and `offline` (at most [`crate::mqtt::SHUTDOWN_LIMIT`]) and sends STOPPING=1.
+//! Time reaches both through a [`Clock`] in [`Parts`] (the [`SystemClock`] in service), so
+//! tests drive the loop's deadlines and the camera backoff with a
+//! [`FakeClock`](crate::clock::FakeClock) instead of waiting for them.
+//!
+//! Start-up order (`main.rs`, then [`Service::with_parts`]): signal handlers → settings →
+//! relay claimed (one daemon per relay) and opened, which writes Locked → models and
+//! classifier → Locked written again (a relay handed in by a test may not be) → audit log →
+//! the persisted mode → control socket, HTTP API, MQTT, indicator outputs, door inputs →
+//! camera opened on the vision thread (an error here, before READY) → in [`Service::run`]:
+//! the start record, the mode or schedule applied → READY=1. Shutdown: a signal sets a flag;
+//! the door loop writes Locked first, then stops the vision thread (waiting a bounded time),
+//! audits the stop, lets MQTT publish the final state and `offline` (at most
+//! [`crate::mqtt::SHUTDOWN_LIMIT`]) and sends STOPPING=1.
+//!
+//! Files: this one builds and runs the loop; `actions.rs` carries out decisions (relay,
+//! indicator, audit), `commands.rs` answers the front-ends, `capturing.rs` runs guided
+//! capture ([`crate::capture`]) in the loop, `status.rs` builds the snapshot, `vision.rs`
+//! is the vision thread.
 
+mod actions;
+mod capturing;
+mod commands;
 mod feed;
 mod modes;
 mod pace;
@@ -37,6 +53,7 @@ use anyhow::{anyhow, Context, Result};
 use image::RgbImage;
 use recognition::Recognized;
 
+pub use crate::clock::{Clock, SystemClock};
 pub use crate::recognizer::{ClassifierInfo, PhotoRecognizer, PipelineRecognizer, Recognizer};
 pub use feed::{Batch, EventFeed, FEED_DEPTH};
 pub use stats::rss;
@@ -48,14 +65,14 @@ use crate::audit::{AuditLog, Event, Record};
 use crate::camera;
 use crate::config::Settings;
 use crate::control::{ControlServer, Reply, Request};
-use crate::door::{Contact, Door, DoorConfig, DoorEvent, Mode};
+use crate::door::{Contact, Door, DoorConfig};
 use crate::http::HttpServer;
-use crate::indicator::{Indicator, Signal};
+use crate::indicator::Indicator;
 use crate::inputs::{DoorContact, InputEvent, Inputs, InputsBackend};
-use crate::metrics::{Metrics, Outcome, Stage};
+use crate::metrics::{Metrics, Stage};
 use crate::mqtt::MqttClient;
 use crate::notify::Notifier;
-use crate::policy::{Action, Observation, Policy};
+use crate::policy::{Observation, Policy};
 use crate::preview::PreviewFeed;
 use crate::relay::{Claim, LockState, Relay};
 use crate::rollback::StateDir;
@@ -103,6 +120,9 @@ pub struct Command {
 pub struct Seen {
     pub image: RgbImage,
     pub faces: Vec<Recognized>,
+    /// Faces found but below `recognition.min_face_px` (not recognised; guided capture
+    /// counts them, so a small second face still refuses a frame).
+    pub small: Vec<recognition::Face>,
     /// When the camera delivered it.
     pub captured: Instant,
 }
@@ -153,12 +173,14 @@ pub struct Service {
     replay_ended: bool,
     last_frame: Option<RgbImage>,
     last_faces: Vec<Recognized>,
+    /// Where the loop reads the time.
+    clock: Arc<dyn Clock>,
     /// The enrolled people at start, for the start record.
     enrolled: Vec<String>,
     /// The classifier in service.
     classifier: ClassifierInfo,
     metrics: Arc<Metrics>,
-    fps: FpsMeter,
+    fps: status::FpsMeter,
     /// Kept for the life of the service; stops serving when dropped.
     _http: Option<HttpServer>,
     /// Stopped (publishing the final state and `offline`) after the door is locked.
@@ -173,6 +195,8 @@ pub struct Service {
     started: Instant,
     started_wall: String,
     last_decision: Option<Decision>,
+    /// Guided capture: the one running, or the last one's result.
+    capturing: capturing::Capturing,
     /// Kept for the life of the service; stops serving when dropped.
     _control: Option<ControlServer>,
     /// Whether a door contact is wired (an unknown state then reads "unknown").
@@ -206,8 +230,8 @@ pub struct Parts<R> {
     pub open_camera: CameraOpener,
     pub notifier: Notifier,
     pub signals: Signals,
-    /// The first wait after a camera failure ([`CAMERA_BACKOFF`] in service).
-    pub camera_backoff: Duration,
+    /// The door loop's deadlines and the camera backoff ([`SystemClock`] in service).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl<R> std::fmt::Debug for Parts<R> {
@@ -235,12 +259,13 @@ impl Service {
             open_camera: Box::new(move || camera::open(&camera_settings)),
             notifier,
             signals,
-            camera_backoff: CAMERA_BACKOFF,
+            clock: Arc::new(SystemClock),
         })
     }
 
-    /// Writes Locked, opens the audit log, starts the vision thread and waits until it has
-    /// opened the camera. A camera that cannot be opened is an error here, before READY.
+    /// Writes Locked, opens the audit log, starts the front-ends and the door inputs, starts
+    /// the vision thread and waits until it has opened the camera. A camera that cannot be
+    /// opened is an error here, before READY.
     pub fn with_parts<R: Recognizer + Send + 'static>(parts: Parts<R>) -> Result<Service> {
         let Parts {
             settings,
@@ -250,7 +275,7 @@ impl Service {
             open_camera,
             notifier,
             signals,
-            camera_backoff,
+            clock,
         } = parts;
         relay.set(LockState::Locked)?;
         let audit = AuditLog::open(&settings.audit)?;
@@ -339,7 +364,7 @@ impl Service {
             reload: signals.reload.clone(),
             heartbeat: heartbeat.clone(),
             notifier: notifier.clone(),
-            camera_backoff,
+            clock: clock.clone(),
             metrics: metrics.clone(),
             preview,
         };
@@ -382,7 +407,7 @@ impl Service {
             enrolled,
             classifier,
             metrics,
-            fps: FpsMeter::default(),
+            fps: status::FpsMeter::default(),
             _http: http,
             mqtt,
             feed,
@@ -390,7 +415,8 @@ impl Service {
             door,
             state,
             board,
-            started: Instant::now(),
+            started: clock.now(),
+            clock,
             started_wall: crate::clock::wall_rfc3339(),
             last_decision: None,
             _control: control,
@@ -400,6 +426,7 @@ impl Service {
             indicator_error,
             clock_synced: false,
             clock_checked: None,
+            capturing: Default::default(),
         })
     }
 
@@ -412,6 +439,7 @@ impl Service {
             self.audit_event(Record::new(Event::Error).message(format!("{e:#}")));
         }
         self.stop_vision();
+        self.stop_capture();
         let status = match (&result, &locked) {
             (Ok(()), Ok(())) => "stopped, door locked".to_owned(),
             (Err(e), Ok(())) => format!("stopped on error, door locked: {e:#}"),
@@ -422,7 +450,7 @@ impl Service {
         // The final state (locked, or jammed) for the front-ends, then MQTT's `offline`:
         // after the relay, so nothing here delays locking.
         self.jammed |= locked.is_err();
-        self.publish();
+        self.publish(self.now());
         if let Some(mut mqtt) = self.mqtt.take() {
             mqtt.stop(crate::mqtt::SHUTDOWN_LIMIT);
         }
@@ -443,22 +471,23 @@ impl Service {
             self.audit_event(Record::new(Event::Error).message(message));
         }
         // A mode or schedule that holds the door open takes effect now.
-        let now = Instant::now();
+        let now = self.now();
         let holds = self.schedule_holds(now);
         let events = self.door.tick(now, holds);
         self.apply_door(events)?;
-        self.publish();
+        self.publish(now);
         let _ = self.notifier.ready(&self.status_line());
         log::info!("ready: {}", self.status_line());
         while !self.signals.shutdown.load(Ordering::Relaxed) {
-            let now = Instant::now();
+            let now = self.now();
             let actions = self.policy.tick(now);
-            self.apply(actions)?;
+            self.apply(now, actions)?;
             let holds = self.schedule_holds(now);
             let events = self.door.tick(now, holds);
             self.apply_door(events)?;
             self.watchdog(now);
-            self.publish();
+            self.capture_tick();
+            self.publish(now);
             if options.exit_when_replay_ends
                 && self.replay_ended
                 && !self.policy.is_unlocked()
@@ -473,7 +502,7 @@ impl Service {
                 .flatten()
                 .map(|d| d.saturating_duration_since(now))
                 .fold(MAX_WAIT, Duration::min);
-            match self.inputs.recv_timeout(wait) {
+            match self.inputs.recv_timeout(self.clock.wait_limit(wait)) {
                 Ok(input) => self.on_input(input)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Err(self.vision_died()),
@@ -482,19 +511,14 @@ impl Service {
         Ok(())
     }
 
+    /// The time on the service's clock.
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
     fn on_input(&mut self, input: Input) -> Result<()> {
         match input {
-            Input::Seen(seen) => {
-                self.metrics.stage(Stage::Decide, seen.captured.elapsed());
-                let observation = Observation::from_recognized(&seen.faces);
-                let Seen { image, faces, .. } = *seen;
-                self.last_faces = faces;
-                self.last_frame = Some(image);
-                // Decision time, not capture time: an unlock then lasts `unlock_secs` from
-                // the moment the relay opens, whatever the inference took.
-                let actions = self.policy.step(Instant::now(), &observation);
-                self.apply(actions)
-            }
+            Input::Seen(seen) => self.on_seen(*seen),
             Input::Audit(record) => {
                 self.audit_event(record);
                 Ok(())
@@ -510,20 +534,46 @@ impl Service {
                 Ok(())
             }
             Input::Command(command) => self.on_command(command),
-            Input::Door(event) => {
-                let now = Instant::now();
-                let events = match event {
-                    InputEvent::Door(DoorContact::Open) => self.door.contact(now, Contact::Open),
-                    InputEvent::Door(DoorContact::Closed) => {
-                        self.door.contact(now, Contact::Closed)
-                    }
-                    InputEvent::ExitRequest => self.door.exit(now),
-                    InputEvent::Fire(asserted) => self.door.fire(now, asserted),
-                    InputEvent::Error(message) => self.door.input_error(now, &message),
-                };
-                self.apply_door(events)
-            }
+            Input::Door(event) => self.on_door_input(event),
         }
+    }
+
+    /// A recognised frame goes to the face policy.
+    fn on_seen(&mut self, seen: Seen) -> Result<()> {
+        // How long the frame waited for the loop: a real-time measurement.
+        self.metrics.stage(Stage::Decide, seen.captured.elapsed());
+        let observation = Observation::from_recognized(&seen.faces);
+        let Seen {
+            image,
+            faces,
+            small,
+            ..
+        } = seen;
+        if self.capturing.is_running() {
+            let all: Vec<recognition::Face> =
+                faces.iter().map(|r| r.face.clone()).chain(small).collect();
+            self.capturing.offer(&image, &all);
+        }
+        self.last_faces = faces;
+        self.last_frame = Some(image);
+        // Decision time, not capture time: an unlock then lasts `unlock_secs` from the
+        // moment the relay opens, whatever the inference took.
+        let now = self.now();
+        let actions = self.policy.step(now, &observation);
+        self.apply(now, actions)
+    }
+
+    /// A door input goes to the door controller.
+    fn on_door_input(&mut self, event: InputEvent) -> Result<()> {
+        let now = self.now();
+        let events = match event {
+            InputEvent::Door(DoorContact::Open) => self.door.contact(now, Contact::Open),
+            InputEvent::Door(DoorContact::Closed) => self.door.contact(now, Contact::Closed),
+            InputEvent::ExitRequest => self.door.exit(now),
+            InputEvent::Fire(asserted) => self.door.fire(now, asserted),
+            InputEvent::Error(message) => self.door.input_error(now, &message),
+        };
+        self.apply_door(events)
     }
 
     /// Local civil time for the schedule, or `None` while the clock is not synchronised
@@ -561,142 +611,13 @@ impl Service {
             .is_some_and(|s| s.schedule.holds_unlocked(civil))
     }
 
-    /// Whether the schedule lets `person` in by face now.
-    fn face_allowed(&mut self, person: &str) -> bool {
-        let civil = self.civil_now(Instant::now());
+    /// Whether the schedule lets `person` in by face at `now`.
+    fn face_allowed(&mut self, now: Instant, person: &str) -> bool {
+        let civil = self.civil_now(now);
         self.settings
             .schedule
             .as_ref()
             .is_none_or(|s| s.schedule.face_allowed(person, civil))
-    }
-
-    /// Answers a front-end's command through the door controller and the audit log.
-    fn on_command(&mut self, command: Command) -> Result<()> {
-        let Command { request, by, reply } = command;
-        let now = Instant::now();
-        let answer = match request {
-            Request::Status => Reply {
-                ok: true,
-                message: self.status_line(),
-                status: Some(self.board.json()),
-            },
-            Request::Mode { mode } => match mode.parse::<Mode>() {
-                Err(e) => Reply::refused(e),
-                Ok(mode) if mode == self.door.mode() => {
-                    Reply::ok(format!("mode is already {mode}"))
-                }
-                Ok(mode) => match modes::save(&self.state, mode, &by) {
-                    // Not persisted, not changed: a restart must not silently undo it.
-                    Err(e) => {
-                        self.audit_event(
-                            Record::new(Event::Refused)
-                                .by(&by)
-                                .message(format!("mode {mode}: {e:#}")),
-                        );
-                        Reply::refused(format!("{e:#}"))
-                    }
-                    Ok(()) => {
-                        let events = self.door.set_mode(now, mode, &by);
-                        self.apply_door(events)?;
-                        Reply::ok(format!("mode {mode}"))
-                    }
-                },
-            },
-            Request::Unlock { seconds, reason } => {
-                let secs = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO);
-                match self.door.manual_unlock(now, secs, &by, &reason) {
-                    Ok(events) => {
-                        self.apply_door(events)?;
-                        Reply::ok(format!("unlocked for {seconds} s"))
-                    }
-                    Err(refusal) => {
-                        self.audit_event(
-                            Record::new(Event::Refused)
-                                .by(&by)
-                                .message(format!("unlock for {seconds} s ({reason}): {refusal}")),
-                        );
-                        Reply::refused(refusal)
-                    }
-                }
-            }
-            Request::Lock => match self.door.lock_now(now) {
-                Ok(events) => {
-                    let changed = events.contains(&DoorEvent::Strike(LockState::Locked));
-                    // The relock record names who asked.
-                    let (relocks, rest): (Vec<DoorEvent>, Vec<DoorEvent>) = events
-                        .into_iter()
-                        .partition(|e| matches!(e, DoorEvent::Relocked { .. }));
-                    self.apply_door(rest)?;
-                    for relock in relocks {
-                        if let DoorEvent::Relocked { after, why } = relock {
-                            log::info!("relock after {after}: {why} by {by}");
-                            self.audit_event(
-                                Record::new(Event::Relock)
-                                    .person(after)
-                                    .by(&by)
-                                    .message(why),
-                            );
-                        }
-                    }
-                    Reply::ok(if changed { "locked" } else { "already locked" })
-                }
-                Err(refusal) => {
-                    self.audit_event(
-                        Record::new(Event::Refused)
-                            .by(&by)
-                            .message(format!("lock: {refusal}")),
-                    );
-                    Reply::refused(refusal)
-                }
-            },
-        };
-        self.publish();
-        let _ = reply.send(answer);
-        Ok(())
-    }
-
-    /// One line for systemd's STATUS and the ready log: lock, door and mode.
-    fn status_line(&self) -> String {
-        self.status().line()
-    }
-
-    /// The status as the door loop knows it now.
-    fn status(&self) -> Status {
-        let door = self.door.status();
-        Status {
-            lock: match door.strike {
-                _ if self.jammed => "jammed".into(),
-                LockState::Locked => "locked".into(),
-                LockState::Unlocked => "unlocked".into(),
-            },
-            door: match door.contact {
-                Some(c) => c.as_str().into(),
-                None if self.door_wired => "unknown".into(),
-                None => "not wired".into(),
-            },
-            mode: door.mode.to_string(),
-            released_by: door.released_by,
-            held_open_alarm: door.held_open_alarm,
-            fire_release: door.fire,
-            recognition: self.policy.state().to_string(),
-            enrolled: self.enrolled.clone(),
-            classifier: self.classifier.clone(),
-            camera_fps: self.fps.fps(),
-            last_frame_secs: self.fps.since_last_frame(Instant::now()),
-            last_decision: self.last_decision.clone(),
-            camera_ok: self.heartbeat.age() <= VISION_STALL_LIMIT,
-            started: self.started_wall.clone(),
-            uptime_secs: self.started.elapsed().as_secs_f64(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            published: Some(Instant::now()),
-        }
-    }
-
-    /// Publishes the status snapshot for the front-ends.
-    fn publish(&mut self) {
-        self.fps.count(Instant::now(), self.metrics.frames());
-        let status = self.status();
-        self.board.update(|s| *s = status);
     }
 
     /// The vision thread ended without saying why: it panicked.
@@ -740,6 +661,7 @@ impl Service {
 
     /// Tells the vision thread to stop and waits a bounded time for it (it may be in the
     /// middle of a frame). Inputs still queued are drained so it never blocks on sending.
+    /// Waits on a real thread, so in real time whatever the service's clock.
     fn stop_vision(&mut self) {
         self.stop_vision.store(true, Ordering::Relaxed);
         let Some(handle) = self.vision.take() else {
@@ -761,208 +683,6 @@ impl Service {
         }
     }
 
-    /// Carries out the face policy's decisions: a confirmed face goes to the door
-    /// controller, which releases the strike or refuses (mode, schedule).
-    fn apply(&mut self, actions: Vec<Action>) -> Result<()> {
-        for action in actions {
-            log::info!("{action}");
-            match &action {
-                Action::Unlock { person, .. } => {
-                    let allowed = self.face_allowed(person);
-                    let events = self.door.face(Instant::now(), person, allowed);
-                    let refusal = events.iter().find_map(|e| match e {
-                        DoorEvent::Refused { reason, .. } => Some(reason.clone()),
-                        _ => None,
-                    });
-                    // The strike first, then the record of the decision.
-                    let (strike, rest): (Vec<DoorEvent>, Vec<DoorEvent>) = events
-                        .into_iter()
-                        .partition(|e| matches!(e, DoorEvent::Strike(_)));
-                    self.apply_door(strike)?;
-                    if refusal.is_some() {
-                        self.show(Signal::Refused);
-                    }
-                    let record = Record::from_action(&action);
-                    let record = match &refusal {
-                        None => record,
-                        Some(reason) => Record {
-                            event: Event::Refused,
-                            message: Some(reason.clone()),
-                            ..record
-                        },
-                    };
-                    self.metrics.decision(match refusal {
-                        None => Outcome::Unlock,
-                        Some(_) => Outcome::Refused,
-                    });
-                    self.decided(record.event, Some(person.clone()));
-                    self.record_with_snapshot(record);
-                    let rest = rest
-                        .into_iter()
-                        .filter(|e| !matches!(e, DoorEvent::Refused { .. }))
-                        .collect();
-                    self.apply_door(rest)?;
-                    let _ = self
-                        .notifier
-                        .status(&format!("{action}; {}", self.status_line()));
-                }
-                // The policy's own timer ends its unlocked state; the door controller
-                // decides when the strike locks.
-                Action::Relock { .. } => {}
-                Action::DeniedUnknown { .. } => {
-                    self.metrics.decision(Outcome::DeniedUnknown);
-                    self.show(Signal::Refused);
-                    self.decided(Event::DeniedUnknown, None);
-                    self.record_with_snapshot(Record::from_action(&action));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Shows a signal on the LED and buzzer, if any (never blocks).
-    fn show(&self, signal: Signal) {
-        self.show_for(signal, Duration::ZERO);
-    }
-
-    fn show_for(&self, signal: Signal, lasts: Duration) {
-        if let Some(indicator) = &self.indicator {
-            indicator.send(signal, lasts);
-        }
-    }
-
-    fn decided(&mut self, event: Event, person: Option<String>) {
-        self.last_decision = Some(Decision {
-            time: crate::clock::wall_rfc3339(),
-            event: event.as_str().into(),
-            person,
-        });
-    }
-
-    fn record_with_snapshot(&mut self, mut record: Record) {
-        let result = match &self.last_frame {
-            Some(frame) => self
-                .audit
-                .record_with_snapshot(&mut record, frame, &self.last_faces),
-            None => self.audit.record(&record),
-        };
-        if let Err(e) = result {
-            log::error!("audit log: {e}");
-        }
-        self.feed.push(record);
-    }
-
-    /// Carries out the door controller's events: strike changes go to the relay (a relay
-    /// that fails stops the service, locked), everything else to the audit log.
-    fn apply_door(&mut self, events: Vec<DoorEvent>) -> Result<()> {
-        for event in events {
-            let record = match event {
-                DoorEvent::Strike(state) => {
-                    if let Err(e) = self.relay.set(state) {
-                        self.jammed = true;
-                        let _ = self.relay.set(LockState::Locked);
-                        self.audit_event(Record::new(Event::Error).message(format!("relay: {e}")));
-                        return Err(anyhow!(e).context("relay failed"));
-                    }
-                    log::info!("strike {state}");
-                    let _ = self.notifier.status(&self.status_line());
-                    if state == LockState::Unlocked {
-                        // Lit for as long as the grant lasts (a held door just beeps).
-                        let now = Instant::now();
-                        let lasts = self
-                            .door
-                            .next_deadline()
-                            .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
-                        self.show_for(Signal::Granted, lasts);
-                    }
-                    continue;
-                }
-                DoorEvent::Refused { request, reason } => {
-                    self.metrics.decision(Outcome::Refused);
-                    self.show(Signal::Refused);
-                    Record::new(Event::Refused).message(format!("{request}: {reason}"))
-                }
-                DoorEvent::ManualUnlock { by, reason, secs } => {
-                    self.metrics.decision(Outcome::ManualUnlock);
-                    self.decided(Event::ManualUnlock, None);
-                    Record::new(Event::ManualUnlock)
-                        .by(by)
-                        .message(format!("{secs:.1} s: {reason}"))
-                }
-                DoorEvent::Exit => {
-                    self.metrics.decision(Outcome::Exit);
-                    self.decided(Event::Exit, None);
-                    Record::new(Event::Exit)
-                }
-                DoorEvent::Entry { person } => Record::new(Event::Entry).person(person),
-                DoorEvent::Opened { why } => Record::new(Event::DoorOpened).message(why),
-                DoorEvent::Closed => {
-                    // Ends a forced-open alarm (which has no end event of its own).
-                    self.show(Signal::AlarmCleared);
-                    Record::new(Event::DoorClosed)
-                }
-                DoorEvent::ForcedOpen => {
-                    self.show(Signal::Alarm);
-                    Record::new(Event::ForcedOpen)
-                        .message("the door opened while locked (no grant, no exit request)")
-                }
-                DoorEvent::HeldOpen { secs } => {
-                    self.show(Signal::Alarm);
-                    Record::new(Event::HeldOpen).message(format!("open for {secs:.0} s"))
-                }
-                DoorEvent::HeldOpenEnded { secs } => {
-                    self.show(Signal::AlarmCleared);
-                    Record::new(Event::HeldOpenEnd).message(format!("closed after {secs:.0} s"))
-                }
-                DoorEvent::Relocked { after, why } => {
-                    Record::new(Event::Relock).person(after).message(why)
-                }
-                DoorEvent::ModeChanged { from, to, by } => Record::new(Event::ModeChanged)
-                    .by(by)
-                    .message(format!("{from} -> {to}")),
-                DoorEvent::FireRelease { asserted } => {
-                    Record::new(Event::FireRelease).message(if asserted {
-                        "asserted: door released"
-                    } else {
-                        "cleared"
-                    })
-                }
-                DoorEvent::InputError { message } => {
-                    Record::new(Event::InputError).message(message)
-                }
-            };
-            match record.event {
-                Event::ForcedOpen | Event::HeldOpen | Event::InputError => {
-                    log::warn!(
-                        "{}: {}",
-                        record.event.as_str(),
-                        record.message.as_deref().unwrap_or("")
-                    )
-                }
-                _ => log::info!(
-                    "{}{}",
-                    record.event.as_str(),
-                    record
-                        .message
-                        .as_deref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                ),
-            }
-            self.audit_event(record);
-        }
-        Ok(())
-    }
-
-    /// Writes a record to the audit log, and hands it to the front-ends that push events.
-    /// A record the log cannot take is still handed on (the log's error is logged).
-    fn audit_event(&mut self, record: Record) {
-        if let Err(e) = self.audit.record(&record) {
-            log::error!("audit log: {e}");
-        }
-        self.feed.push(record);
-    }
-
     /// The policy, for tests.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -982,42 +702,6 @@ impl Service {
     /// system: `http.listen = "127.0.0.1:0"`).
     pub fn http_address(&self) -> Option<std::net::SocketAddr> {
         self._http.as_ref().map(HttpServer::local_addr)
-    }
-}
-
-/// Camera frames a second over a sliding window of a few seconds.
-#[derive(Debug, Default)]
-struct FpsMeter {
-    /// (time, frames counted) at the start of the window.
-    start: Option<(Instant, u64)>,
-    fps: f64,
-    /// When the frame count last moved.
-    last_frame: Option<(Instant, u64)>,
-}
-
-impl FpsMeter {
-    const WINDOW: Duration = Duration::from_secs(2);
-
-    fn count(&mut self, now: Instant, frames: u64) {
-        if self.last_frame.is_none_or(|(_, n)| frames != n) {
-            self.last_frame = Some((now, frames));
-        }
-        let start = *self.start.get_or_insert((now, frames));
-        let elapsed = now.saturating_duration_since(start.0);
-        if elapsed >= Self::WINDOW {
-            self.fps = frames.saturating_sub(start.1) as f64 / elapsed.as_secs_f64();
-            self.start = Some((now, frames));
-        }
-    }
-
-    fn fps(&self) -> f64 {
-        self.fps
-    }
-
-    /// Seconds since the last frame arrived (since the start, before the first).
-    fn since_last_frame(&self, now: Instant) -> f64 {
-        self.last_frame
-            .map_or(0.0, |(t, _)| now.saturating_duration_since(t).as_secs_f64())
     }
 }
 

@@ -1,6 +1,8 @@
 //! The vision thread: camera → dark/idle checks → recognition → [`Input::Seen`] to the door
-//! loop. It also reloads the classifier and reopens a failing camera with backoff. Nothing
-//! here touches the relay: however long a frame takes, the door loop re-locks on time.
+//! loop. It also reloads the classifier and reopens a failing camera with backoff (timed on
+//! the service's [`Clock`], so tests need not wait for it). Nothing here touches the relay:
+//! however long a frame takes, the door loop re-locks on time. Frame and stage timings are
+//! measurements of real work, so they read the real time.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, SyncSender};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit::{Event, Record};
 use crate::camera::{self, CameraError, Frame, FrameSource};
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::config::Settings;
 use crate::metrics::{Metrics, Stage};
 use crate::notify::Notifier;
@@ -35,6 +37,14 @@ pub const MAX_CAMERA_FAILURES: u32 = 8;
 
 /// The first camera backoff; it doubles per consecutive failure, up to 32 times this.
 pub const CAMERA_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The wait after the `failures`-th consecutive camera failure: 0.5 s, 1 s, 2 s, 4 s, then 8 s.
+pub fn backoff(failures: u32) -> Duration {
+    CAMERA_BACKOFF * (1 << failures.min(5))
+}
+
+/// How often a backoff looks at the stop flag (and beats the heartbeat).
+const BACKOFF_STEP: Duration = Duration::from_millis(50);
 
 /// When the vision thread last made progress (`CLOCK_MONOTONIC` ms): a frame, a camera
 /// timeout, a backoff step. The door loop stops pinging systemd's watchdog when it goes
@@ -63,7 +73,7 @@ pub(super) struct Vision<R> {
     pub reload: Arc<AtomicBool>,
     pub heartbeat: Heartbeat,
     pub notifier: Arc<Notifier>,
-    pub camera_backoff: Duration,
+    pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub preview: PreviewFeed,
 }
@@ -124,7 +134,7 @@ impl<R: Recognizer> Running<R> {
         let mut replay_ended = false;
         while !self.stopping() {
             self.v.heartbeat.beat();
-            self.maybe_reload(Instant::now())?;
+            self.maybe_reload(self.v.clock.now())?;
             let reading = Instant::now();
             match camera.next_frame(timeout) {
                 Ok(Some(frame)) => {
@@ -241,9 +251,11 @@ impl<R: Recognizer> Running<R> {
             faces.len(),
             started.elapsed().as_secs_f64() * 1e3
         );
+        let small = self.v.recognizer.small_faces();
         self.send(Input::Seen(Box::new(Seen {
             image,
             faces,
+            small,
             captured: frame.captured,
         })))
     }
@@ -264,14 +276,18 @@ impl<R: Recognizer> Running<R> {
             )))?;
             return Err(Gone);
         }
-        let backoff = self.v.camera_backoff * (1 << self.failures.min(5));
-        let deadline = Instant::now() + backoff;
-        while Instant::now() < deadline {
+        let clock = &self.v.clock;
+        let deadline = clock.now() + backoff(self.failures);
+        loop {
+            let left = deadline.saturating_duration_since(clock.now());
+            if left.is_zero() {
+                break;
+            }
             if self.stopping() {
                 return Err(Gone);
             }
             self.v.heartbeat.beat();
-            std::thread::sleep(Duration::from_millis(50).min(backoff));
+            clock.sleep(BACKOFF_STEP.min(left));
         }
         match (self.v.open_camera)() {
             Ok(camera) => {

@@ -1,6 +1,7 @@
 //! The lock daemon as a process: real models, real photos replayed as camera
 //! frames, the simulated relay's log as the door.
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -22,6 +23,9 @@ pub(crate) fn daemon_binary() -> PathBuf {
 /// A lock installation in a temporary folder.
 pub(crate) struct Lock {
     dir: tempfile::TempDir,
+    /// The daemons [`Lock::spawn`] started: killed when the lock is dropped if still
+    /// running, so a test that fails mid-way leaves no daemon behind.
+    spawned: std::sync::Mutex<Vec<u32>>,
 }
 
 #[derive(Clone, Copy)]
@@ -64,7 +68,10 @@ impl Lock {
             timing.cooldown_secs,
         );
         std::fs::write(dir.path().join("lock.toml"), config).unwrap();
-        Lock { dir }
+        Lock {
+            dir,
+            spawned: Default::default(),
+        }
     }
 
     pub(crate) fn path(&self, name: &str) -> PathBuf {
@@ -108,12 +115,33 @@ impl Lock {
         out
     }
 
+    /// Starts `lock-daemon run`; its standard error goes to `daemon.stderr` (a pipe nobody
+    /// reads would fill up and stall the daemon's logging, and with it the door loop). Wait
+    /// for it with [`wait_within`]; it is killed when the lock is dropped.
     pub(crate) fn spawn(&self) -> Child {
-        self.command(&["run"])
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("daemon.stderr"))
+            .unwrap();
+        let child = self
+            .command(&["run"])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
-            .unwrap()
+            .unwrap();
+        self.spawned.lock().unwrap().push(child.id());
+        child
+    }
+
+    /// The end of what the daemons [`Lock::spawn`] started wrote to standard error.
+    pub(crate) fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.path("daemon.stderr")).unwrap_or_default();
+        let mut from = text.len().saturating_sub(4000);
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        text[from..].to_owned()
     }
 
     pub(crate) fn relay(&self) -> Vec<Transition> {
@@ -148,11 +176,34 @@ impl Lock {
         while !done(self) {
             assert!(
                 start.elapsed() < limit,
-                "timed out waiting for {what}; relay {:?}; audit {:?}",
+                "timed out waiting for {what}; relay {:?}; audit {:?}\n--- daemon stderr \
+                 (end):\n{}",
                 self.relay(),
-                self.audit()
+                self.audit(),
+                self.stderr_tail()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let config = self.path("lock.toml");
+        let spawned = self.spawned.get_mut().unwrap_or_else(|e| e.into_inner());
+        for pid in spawned.drain(..) {
+            // Only a process still running on this lock's configuration: the pid of one
+            // that has exited and been waited for may belong to another process by now.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let ours = cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == config.as_os_str().as_bytes());
+            if ours {
+                eprintln!("killing lock-daemon {pid}, still running at the end of the test");
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ const LOOPING: Timing = Timing {
 };
 
 /// A lock with the control socket on.
-fn lock_with_control(timing: Timing) -> Lock {
+pub(crate) fn lock_with_control(timing: Timing) -> Lock {
     let lock = Lock::new(&sample_classifier().0.bytes, timing, None);
     let path = lock.path("lock.toml");
     let mut text = std::fs::read_to_string(&path).unwrap();
@@ -31,7 +31,7 @@ fn lock_with_control(timing: Timing) -> Lock {
 }
 
 /// Runs `lock-daemon ctl ARGS` against the lock; returns (success, stdout + stderr).
-fn ctl(lock: &Lock, args: &[&str]) -> (bool, String) {
+pub(crate) fn ctl(lock: &Lock, args: &[&str]) -> (bool, String) {
     let mut full = vec!["ctl"];
     full.extend_from_slice(args);
     let out = output_within(lock.command(&full), PROCESS_LIMIT);
@@ -43,13 +43,13 @@ fn ctl(lock: &Lock, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn started(lock: &Lock) {
+pub(crate) fn started(lock: &Lock) {
     lock.wait_for(Duration::from_secs(60), "start", |l| {
         !l.events("start").is_empty() && l.path("control.sock").exists()
     });
 }
 
-fn my_uid() -> String {
+pub(crate) fn my_uid() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let uid = status
         .lines()

@@ -17,8 +17,15 @@ use crate::support::{
 };
 
 /// The photo's single face, cut out as a square of `side` pixels with some context.
-fn face_tile(photo: &Path, side: u32) -> RgbImage {
-    let image = image::open(photo).unwrap().to_rgb8();
+pub(crate) fn face_tile(photo: &Path, side: u32) -> RgbImage {
+    // By content: the sample set holds a PNG named .jpg.
+    let image = image::ImageReader::open(photo)
+        .unwrap()
+        .with_guessed_format()
+        .unwrap()
+        .decode()
+        .unwrap()
+        .to_rgb8();
     let faces = pipeline().detect(&image).unwrap();
     let b = faces.first().expect("the photo shows a face").bbox;
     let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
@@ -38,7 +45,7 @@ fn face_tile(photo: &Path, side: u32) -> RgbImage {
 }
 
 /// A 640×360 photo with `left` and `right` face tiles at the same distance from the centre.
-fn group_photo(left: &RgbImage, right: &RgbImage) -> RgbImage {
+pub(crate) fn group_photo(left: &RgbImage, right: &RgbImage) -> RgbImage {
     let mut canvas = RgbImage::from_pixel(640, 360, Rgb([128, 128, 128]));
     let place = |canvas: &mut RgbImage, tile: &RgbImage, centre_x: i64| {
         let x = centre_x - tile.width() as i64 / 2;

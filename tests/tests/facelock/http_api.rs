@@ -162,6 +162,13 @@ impl Api {
                 }
                 r.call()?
             }
+            ("DELETE", _) => {
+                let mut r = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()?
+            }
             (m, body) => {
                 let mut r = match m {
                     "POST" => self.agent.post(&url),
@@ -1014,6 +1021,82 @@ fn first_mjpeg_part(base: &str, token: &str) -> (String, Vec<u8>) {
         }
         assert!(started.elapsed() < Duration::from_secs(30), "no frame");
     }
+}
+
+#[test]
+fn capture_over_http_needs_an_admin_token_shows_progress_in_the_status_and_can_be_stopped() {
+    let lock = Lock::new(&classifier_without_ben().0.bytes, LOOPING, None);
+    lock.add_frames(&photos("ben_afflek"), 1);
+    let path = lock.path("lock.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}[capture]\nenabled = true\ndir = \"captures\"\n"),
+    )
+    .unwrap();
+    let api = start(lock, "", None);
+    let order = serde_json::json!({"person": "ben_afflek", "count": 50, "seconds": 60});
+    let reply = api.json("POST", "/api/v1/capture", &api.tokens.unlock, order.clone());
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let reply = api.json(
+        "POST",
+        "/api/v1/capture",
+        &api.tokens.admin,
+        serde_json::json!({"person": "../ben"}),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(
+        reply.text().contains("use letters, digits"),
+        "{}",
+        reply.text()
+    );
+    let reply = api.json("POST", "/api/v1/capture", &api.tokens.admin, order.clone());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let reply = api.json("POST", "/api/v1/capture", &api.tokens.admin, order);
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert!(reply.text().contains("is running"), "{}", reply.text());
+    let progress = || api.get("/api/v1/status", Some(&api.tokens.read)).json()["capture"].clone();
+    let started = Instant::now();
+    while progress()["kept"].as_u64().unwrap_or(0) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            progress()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        api.call("DELETE", "/api/v1/capture", Some(&api.tokens.read), None)
+            .status,
+        403
+    );
+    let reply = api.call("DELETE", "/api/v1/capture", Some(&api.tokens.admin), None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    while progress()["state"] != "cancelled" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            progress()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reply = api.call("DELETE", "/api/v1/capture", Some(&api.tokens.admin), None);
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    api.lock
+        .wait_for(Duration::from_secs(10), "the end audited", |l| {
+            l.events("capture")
+                .iter()
+                .any(|e| e["message"].as_str().unwrap().starts_with("cancelled"))
+        });
+    let records = api.lock.events("capture");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["by"].as_str().unwrap().contains("token \"admin\"")),
+        "{records:?}"
+    );
+    assert_eq!(api.lock.unlocks(), 0);
+    api.stop();
 }
 
 #[test]

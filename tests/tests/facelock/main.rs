@@ -1,6 +1,7 @@
 //! End-to-end tests on the real models and the real photos that
 //! `models/fetch.sh` downloads. Run `models/fetch.sh` first.
 
+mod capture;
 mod daemon;
 mod detection;
 mod door_control;

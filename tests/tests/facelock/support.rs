@@ -129,7 +129,8 @@ pub fn output_within(mut command: Command, limit: Duration) -> Output {
     }
 }
 
-/// Waits for a child to exit within `limit`; kills it and fails the test past the limit.
+/// Waits for a child to exit within `limit`; kills it and fails the test past the limit
+/// (a daemon that hangs, or never re-locks and so never ends its replay).
 pub fn wait_within(child: &mut Child, limit: Duration) -> ExitStatus {
     let start = Instant::now();
     loop {
@@ -139,7 +140,10 @@ pub fn wait_within(child: &mut Child, limit: Duration) -> ExitStatus {
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the process did not exit within {limit:?}");
+            panic!(
+                "process {} did not exit within {limit:?}: killed it",
+                child.id()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -19,7 +19,7 @@ fn cache() -> &'static Path {
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
-fn train_on(images: &Path, unknown: Option<PathBuf>) -> TrainReport {
+pub(crate) fn train_on(images: &Path, unknown: Option<PathBuf>) -> TrainReport {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let options = TrainOptions {
