@@ -14,7 +14,7 @@ use recognition::{BBox, ClassifierMeta, FacePipeline, ModelDir, PipelineConfig, 
 
 use crate::dataset::{shown, Dataset, Sample};
 use crate::enroll::{Extraction, Pick};
-use crate::evaluate::{evaluate_with, Evaluation};
+use crate::evaluate::{evaluate_with, Evaluation, Scope};
 use crate::forget::Forgotten;
 use crate::people::{PeopleOptions, PeopleReport};
 use crate::push::{check_classifier, parse_url, push_bytes, read_token, ClientOptions};
@@ -293,6 +293,9 @@ pub struct Evaluate {
     pub images: PathBuf,
     pub trusted_key: Option<PathBuf>,
     pub unknown: Option<PathBuf>,
+    /// The photos the classifier was trained on: each error is linked to the enrolment
+    /// photos nearest to it.
+    pub enrolled: Option<PathBuf>,
     /// Write the full results as JSON here.
     pub json: Option<PathBuf>,
     /// The HTML report (default: next to the JSON, or `report.html`).
@@ -315,10 +318,13 @@ pub fn evaluate(setup: &Setup, args: Evaluate) -> Result<Evaluated> {
         &pipeline,
         &classifier,
         &args.images,
-        args.unknown.as_deref(),
-        setup.cache(),
-        &setup.photos,
-        setup.progress,
+        &Scope {
+            unknown: args.unknown.as_deref(),
+            enrolment: args.enrolled.as_deref(),
+            cache_dir: setup.cache(),
+            photos: &setup.photos,
+            progress: setup.progress,
+        },
     )?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&evaluation)?)
@@ -349,6 +355,9 @@ impl fmt::Display for Evaluated {
                 p.probability,
                 p.similarity
             )?;
+        }
+        for p in eval.photos.iter().filter(|p| !p.causes.is_empty()) {
+            writeln!(f, "{}: {}", shown(&p.path), p.diagnosis())?;
         }
         for s in &eval.skipped {
             writeln!(f, "skipped {}: {}", shown(&s.path), s.reason)?;

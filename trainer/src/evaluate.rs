@@ -28,7 +28,27 @@ pub struct PhotoResult {
     pub probability: f32,
     pub similarity: f32,
     pub faces: usize,
+    /// For an error (a false reject or a false accept) evaluated with the enrolment photos:
+    /// the enrolment photos nearest to this one, nearest first. They say why: another
+    /// person's photo (mislabelled, or a look-alike), or none of the person's own photos
+    /// like this one (light, glasses, angle).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<Cause>,
 }
+
+/// An enrolment photo near an evaluated one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cause {
+    #[serde(serialize_with = "serialize_path")]
+    pub path: PathBuf,
+    /// Whose folder it is in.
+    pub person: String,
+    /// Cosine between the two faces.
+    pub similarity: f32,
+}
+
+/// How many enrolment photos an error is linked to.
+const CAUSES: usize = 3;
 
 impl PhotoResult {
     pub fn genuine_accepted(&self) -> bool {
@@ -39,6 +59,40 @@ impl PhotoResult {
     /// person taken for a colleague).
     pub fn false_accept(&self) -> bool {
         self.predicted != "unknown" && self.predicted != self.person
+    }
+
+    /// An enrolled person not let in as themselves.
+    pub fn false_reject(&self) -> bool {
+        self.enrolled && !self.genuine_accepted()
+    }
+
+    /// Why this error happened, in a sentence, from its causes (empty when it has none).
+    pub fn diagnosis(&self) -> String {
+        let Some(nearest) = self.causes.first() else {
+            return String::new();
+        };
+        let own = self.causes.iter().find(|c| c.person == self.person);
+        if nearest.person != self.person {
+            format!(
+                "looks most like {}'s enrolment photo {} ({:.2}): check that that photo \
+                 shows {} and that this one shows {}",
+                nearest.person,
+                crate::dataset::shown(&nearest.path),
+                nearest.similarity,
+                nearest.person,
+                self.person
+            )
+        } else if self.enrolled {
+            format!(
+                "its nearest enrolment photo is {}'s own, at only {:.2}: add photos of {} \
+                 like this one (light, glasses, angle)",
+                self.person,
+                own.map_or(nearest.similarity, |c| c.similarity),
+                self.person
+            )
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -85,24 +139,45 @@ pub fn evaluate(
         pipeline,
         classifier,
         images,
-        unknown,
-        cache_dir,
-        &PhotoOptions::default(),
-        progress,
+        &Scope {
+            unknown,
+            enrolment: None,
+            cache_dir,
+            photos: &PhotoOptions::default(),
+            progress,
+        },
     )
 }
 
-/// [`evaluate`] with the given photo limits.
+/// What an evaluation looks at, besides the labelled photos.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Photos of people who must not get in.
+    pub unknown: Option<&'a std::path::Path>,
+    /// The photos the classifier was trained on: each error is linked to the enrolment
+    /// photos nearest to it ([`PhotoResult::causes`]).
+    pub enrolment: Option<&'a std::path::Path>,
+    pub cache_dir: Option<&'a std::path::Path>,
+    pub photos: &'a PhotoOptions,
+    pub progress: bool,
+}
+
+/// [`evaluate`] with the given photo limits, strangers and enrolment photos.
 pub fn evaluate_with(
     pipeline: &FacePipeline,
     classifier: &Classifier,
     images: &std::path::Path,
-    unknown: Option<&std::path::Path>,
-    cache_dir: Option<&std::path::Path>,
-    photo_options: &PhotoOptions,
-    progress: bool,
+    scope: &Scope,
 ) -> Result<Evaluation> {
+    let Scope {
+        unknown,
+        enrolment,
+        cache_dir,
+        photos: photo_options,
+        progress,
+    } = *scope;
     let labels = classifier.labels().to_vec();
+    let mut vectors = Vec::new();
     let mut datasets = vec![(Dataset::people(images)?, false)];
     if let Some(dir) = unknown {
         datasets.push((Dataset::anyone(dir)?, true));
@@ -116,6 +191,7 @@ pub fn evaluate_with(
         skipped.append(&mut extraction.skipped);
         for e in extraction.embedded {
             let p = classifier.classify(&e.embedding)?;
+            vectors.push(e.embedding.as_slice().to_vec());
             let enrolled = !all_strangers && labels.contains(&e.sample.person);
             photos.push(PhotoResult {
                 path: e.sample.path,
@@ -130,7 +206,35 @@ pub fn evaluate_with(
                 probability: p.probability,
                 similarity: p.similarity,
                 faces: e.faces,
+                causes: Vec::new(),
             });
+        }
+    }
+    if let Some(dir) = enrolment {
+        // The enrolment photos as training saw them: each photo's face of its person.
+        let mut extraction = embed_dataset(
+            pipeline,
+            &Dataset::people(dir)?,
+            cache_dir,
+            photo_options,
+            progress,
+        )?;
+        crate::enroll::pick_by_person(&mut extraction);
+        let enrolled: Vec<(PathBuf, String, Vec<f32>)> = extraction
+            .embedded
+            .into_iter()
+            .map(|e| {
+                (
+                    e.sample.path,
+                    e.sample.person,
+                    e.embedding.as_slice().to_vec(),
+                )
+            })
+            .collect();
+        for (photo, vector) in photos.iter_mut().zip(&vectors) {
+            if photo.false_reject() || photo.false_accept() {
+                photo.causes = nearest(&enrolled, vector);
+            }
         }
     }
     Ok(summarise(
@@ -139,6 +243,21 @@ pub fn evaluate_with(
         photos,
         skipped,
     ))
+}
+
+/// The [`CAUSES`] enrolment photos nearest (cosine) to `vector`.
+fn nearest(enrolled: &[(PathBuf, String, Vec<f32>)], vector: &[f32]) -> Vec<Cause> {
+    let mut causes: Vec<Cause> = enrolled
+        .iter()
+        .map(|(path, person, e)| Cause {
+            path: path.clone(),
+            person: person.clone(),
+            similarity: e.iter().zip(vector).map(|(a, b)| a * b).sum(),
+        })
+        .collect();
+    causes.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+    causes.truncate(CAUSES);
+    causes
 }
 
 /// Computes the rates and the confusion matrix from per-photo results.

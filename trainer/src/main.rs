@@ -170,6 +170,10 @@ enum Command {
         trusted_key: Option<PathBuf>,
         #[arg(long)]
         unknown: Option<PathBuf>,
+        /// The photos the classifier was trained on: the report links each false reject
+        /// and false accept to the enrolment photos nearest to it, and says which to fix.
+        #[arg(long, value_name = "IMAGES")]
+        enrolled: Option<PathBuf>,
         /// Write the full results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -288,6 +292,7 @@ fn main() -> ExitCode {
             images,
             trusted_key,
             unknown,
+            enrolled,
             json,
             html,
         } => finish(commands::evaluate(
@@ -297,6 +302,7 @@ fn main() -> ExitCode {
                 images,
                 trusted_key,
                 unknown,
+                enrolled,
                 json,
                 html,
             },

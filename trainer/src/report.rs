@@ -86,6 +86,25 @@ fn histogram(
 }
 
 /// Renders the report.
+/// A link to a photo on this machine, named as the output names it.
+fn link(path: &std::path::Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let url: String = absolute
+        .to_string_lossy()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    format!(
+        "<a href=\"file://{url}\">{}</a>",
+        escape(&crate::dataset::shown(path))
+    )
+}
+
 pub fn html(eval: &Evaluation, title: &str) -> String {
     let genuine: Vec<_> = eval.photos.iter().filter(|p| p.enrolled).collect();
     let impostor: Vec<_> = eval.photos.iter().filter(|p| !p.enrolled).collect();
@@ -162,14 +181,19 @@ pub fn html(eval: &Evaluation, title: &str) -> String {
         }
         out.push_str("</tr>");
     }
-    out.push_str("</table><h2>Photos</h2><table><tr><th>photo</th><th>shows</th><th>answer</th><th>nearest</th><th>probability</th><th>similarity</th><th>faces</th></tr>");
+    let linked = eval.photos.iter().any(|p| !p.causes.is_empty());
+    out.push_str("</table><h2>Photos</h2><table><tr><th>photo</th><th>shows</th><th>answer</th><th>nearest</th><th>probability</th><th>similarity</th><th>faces</th>");
+    if linked {
+        out.push_str("<th>nearest enrolment photos, and what to fix</th>");
+    }
+    out.push_str("</tr>");
     for p in &eval.photos {
-        let wrong = p.false_accept() || (p.enrolled && !p.genuine_accepted());
+        let wrong = p.false_accept() || p.false_reject();
         let _ = write!(
             out,
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td>",
             if wrong { " class=\"bad\"" } else { "" },
-            escape(&crate::dataset::shown(&p.path)),
+            link(&p.path),
             escape(&p.person),
             escape(&p.predicted),
             escape(&p.nearest),
@@ -177,6 +201,20 @@ pub fn html(eval: &Evaluation, title: &str) -> String {
             p.similarity,
             p.faces
         );
+        if linked {
+            out.push_str("<td>");
+            for c in &p.causes {
+                let _ = write!(
+                    out,
+                    "{} ({}, {:.2})<br>",
+                    link(&c.path),
+                    escape(&c.person),
+                    c.similarity
+                );
+            }
+            let _ = write!(out, "{}</td>", escape(&p.diagnosis()));
+        }
+        out.push_str("</tr>");
     }
     out.push_str("</table>");
     if !eval.skipped.is_empty() {

@@ -92,6 +92,66 @@ fn training_on_the_sample_set_recognises_every_validation_photo() {
     assert_eq!(eval.true_accept_rate, 1.0);
 }
 
+#[test]
+fn the_evaluation_links_each_error_to_the_enrolment_photos_that_explain_it() {
+    // A photo of madonna filed under elton_john: refused as elton, taken for madonna.
+    let (_, classifier) = sample_classifier();
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&celeb5("val"), dir.path());
+    let mut madonna: Vec<PathBuf> = std::fs::read_dir(dir.path().join("madonna"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    madonna.sort();
+    let misfiled = dir.path().join("elton_john/misfiled.jpg");
+    std::fs::rename(&madonna[0], &misfiled).unwrap();
+    let scope = trainer::evaluate::Scope {
+        unknown: None,
+        enrolment: Some(&celeb5("train")),
+        cache_dir: Some(cache()),
+        photos: &trainer::enroll::PhotoOptions::default(),
+        progress: false,
+    };
+    let eval =
+        trainer::evaluate::evaluate_with(pipeline(), classifier, dir.path(), &scope).unwrap();
+    let errors: Vec<_> = eval
+        .photos
+        .iter()
+        .filter(|p| p.false_reject() || p.false_accept())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let error = errors[0];
+    assert_eq!(error.path, misfiled);
+    assert_eq!(error.causes.len(), 3);
+    assert!(
+        error
+            .causes
+            .iter()
+            .all(|c| c.person == "madonna" && c.path.starts_with(celeb5("train").join("madonna"))),
+        "{:#?}",
+        error.causes
+    );
+    assert!(error.causes[0].similarity >= error.causes[2].similarity);
+    let why = error.diagnosis();
+    assert!(
+        why.starts_with("looks most like madonna's enrolment photo")
+            && why.contains("this one shows elton_john"),
+        "{why}"
+    );
+    // Photos that were let in as themselves carry no causes.
+    assert!(eval
+        .photos
+        .iter()
+        .filter(|p| p.genuine_accepted())
+        .all(|p| p.causes.is_empty()));
+    let html = trainer::report::html(&eval, "t");
+    let cause = error.causes[0].path.display().to_string();
+    assert!(
+        html.contains(&format!("href=\"file://{cause}\"")),
+        "the report links the enrolment photo"
+    );
+}
+
 /// A classifier trained without ben_afflek, trained once.
 pub fn classifier_without_ben() -> &'static (TrainReport, Classifier) {
     static TRAINED: OnceLock<(TrainReport, Classifier)> = OnceLock::new();
