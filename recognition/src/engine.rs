@@ -28,6 +28,18 @@ pub fn set_threads(threads: usize) {
     set_default_executor(executor);
 }
 
+/// The number format a network computes in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Arith {
+    /// The ONNX file's own `f32` throughout.
+    #[default]
+    F32,
+    /// Weights and activations in `f16` (tract's `f32_to_f16` transform), except the
+    /// nodes whose names contain one of `keep_f32`. Inputs and outputs stay `f32` for
+    /// the caller: they are converted at the network's edges.
+    F16 { keep_f32: Vec<String> },
+}
+
 /// One dimension of a network input: fixed, or left symbolic (resolved at run time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dim {
@@ -111,7 +123,7 @@ impl OnnxFile {
         let plan = self
             .model()
             .map_err(|e| self.invalid(e))
-            .and_then(|model| Self::optimise(&self.path, model, input));
+            .and_then(|model| Self::optimise(&self.path, model, input, &Arith::F32));
         Self::join_weights_check(self.take_weights_check())?;
         plan
     }
@@ -119,11 +131,16 @@ impl OnnxFile {
     /// Like [`OnnxFile::plan`], but frees the parsed file before optimising,
     /// which lowers the peak memory of loading a large network.
     pub fn into_plan(self, input: &[Dim]) -> Result<Network, Error> {
+        self.into_plan_with(input, &Arith::F32)
+    }
+
+    /// [`OnnxFile::into_plan`] computing in the number format `arith`.
+    pub fn into_plan_with(self, input: &[Dim], arith: &Arith) -> Result<Network, Error> {
         let check = self.take_weights_check();
         let model = self.model().map_err(|e| self.invalid(e));
         let path = self.path.clone();
         drop(self);
-        let plan = model.and_then(|model| Self::optimise(&path, model, input));
+        let plan = model.and_then(|model| Self::optimise(&path, model, input, arith));
         // The weight check's verdict first: a damaged file explains a failure
         // better than the parser does.
         Self::join_weights_check(check)?;
@@ -190,7 +207,12 @@ impl OnnxFile {
         }
     }
 
-    fn optimise(path: &Path, mut model: InferenceModel, input: &[Dim]) -> Result<Network, Error> {
+    fn optimise(
+        path: &Path,
+        mut model: InferenceModel,
+        input: &[Dim],
+        arith: &Arith,
+    ) -> Result<Network, Error> {
         let fail = |e: TractError| Error::ModelInvalid {
             path: path.to_owned(),
             reason: format!("cannot prepare the network for input {input:?}: {e:#}"),
@@ -205,10 +227,12 @@ impl OnnxFile {
         model = model
             .with_input_fact(0, f32::fact(dims).into())
             .map_err(fail)?;
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(fail)?;
+        let plan = match arith {
+            Arith::F32 => model.into_optimized(),
+            Arith::F16 { keep_f32 } => model.into_typed().and_then(|typed| to_f16(typed, keep_f32)),
+        }
+        .and_then(|m| m.into_runnable())
+        .map_err(fail)?;
         Ok(Network {
             name: path
                 .file_name()
@@ -217,6 +241,19 @@ impl OnnxFile {
             plan,
         })
     }
+}
+
+/// Decluttered `typed` with its `f32` nodes in `f16`, except those whose names contain
+/// one of `keep_f32` (tract casts at the borders), then optimised.
+fn to_f16(typed: TypedModel, keep_f32: &[String]) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+    use tract_onnx::tract_core::transform::ModelTransform;
+    let keep = keep_f32.to_vec();
+    FloatPrecisionTranslator::with_filter(f32::datum_type(), f16::datum_type(), move |node| {
+        !keep.iter().any(|k| node.name.contains(k.as_str()))
+    })
+    .transform_into(typed.into_decluttered()?)?
+    .into_optimized()
 }
 
 /// An optimised, runnable network (cloning shares the plan).
@@ -233,17 +270,29 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
+    /// `input` as a tensor of the plan's input type (`f16` for an `f16` plan).
+    fn input_tensor(&self, input: &Tensor32) -> TractResult<Tensor> {
+        let tensor = Tensor::from_shape(&input.shape, &input.data)?;
+        let wanted = self.plan.model().input_fact(0)?.datum_type;
+        if wanted == f32::datum_type() {
+            Ok(tensor)
+        } else {
+            Ok(tensor.cast_to_dt(wanted)?.into_owned())
+        }
+    }
+
     /// Runs the network on one input; returns the outputs in graph order.
     pub fn run(&self, input: &Tensor32) -> Result<Vec<Tensor32>, Error> {
         let fail = |e: TractError| Error::Inference {
             network: self.name.clone(),
             reason: format!("{e:#}"),
         };
-        let tensor = Tensor::from_shape(&input.shape, &input.data).map_err(fail)?;
+        let tensor = self.input_tensor(input).map_err(fail)?;
         let outputs = self.plan.run(tvec!(tensor.into())).map_err(fail)?;
         outputs
             .iter()
             .map(|t| {
+                let t = t.cast_to::<f32>().map_err(fail)?;
                 let view = t.to_plain_array_view::<f32>().map_err(fail)?;
                 Ok(Tensor32::new(
                     view.shape().to_vec(),
@@ -275,9 +324,7 @@ impl Network {
             network: self.name.clone(),
             reason: format!("{e:#}"),
         };
-        let tensor: TValue = Tensor::from_shape(&input.shape, &input.data)
-            .map_err(fail)?
-            .into();
+        let tensor: TValue = self.input_tensor(input).map_err(fail)?.into();
         let mut state = SimpleState::new(&self.plan).map_err(fail)?;
         for _ in 0..2 {
             state.run(tvec!(tensor.clone())).map_err(fail)?;
