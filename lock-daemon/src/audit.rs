@@ -82,6 +82,9 @@ pub enum Event {
     /// A guided capture started, was refused, or ended (`person`, `by`; `message` says
     /// how many frames were kept and why others were refused).
     Capture,
+    /// The data collector kept a face (`person` = the suggested person; `message` = the
+    /// kind, the scores and the file inside `collect.dir`).
+    Collected,
 }
 
 impl Event {
@@ -115,6 +118,7 @@ impl Event {
             Event::ClassifierPushed => "classifier-pushed",
             Event::Preview => "preview",
             Event::Capture => "capture",
+            Event::Collected => "collected",
         }
     }
 }

@@ -472,8 +472,14 @@ impl Writer {
         }
         let face = &frame.faces[0];
         let n = self.session.progress().kept + 1;
-        match save_face(&self.dir, &frame.image, face, n) {
-            Ok(()) => {
+        let saved = save_face(&self.dir, &frame.image, face, n).map_err(|e| {
+            format!(
+                "{e}; check that capture.dir is writable by the service user and that the \
+                 disk has room"
+            )
+        });
+        match saved {
+            Ok(_) => {
                 self.room -= 1;
                 self.session.kept(measures);
             }
@@ -502,9 +508,10 @@ fn full(dir: &Path, held: usize) -> String {
 }
 
 /// Writes the face with a margin of half its size on every side, as
-/// `<wall time>-<n>.jpg`, mode 0600, under a temporary name first (a reader never sees
-/// half a file).
-fn save_face(dir: &Path, image: &RgbImage, face: &Face, n: u32) -> Result<(), String> {
+/// `<wall time>-<n>.jpg` in `dir`, mode 0600, under a temporary name first (a reader never
+/// sees half a file). Returns the file written; the error names it. Used by the door's
+/// capture and by `trainer capture` at a workstation.
+pub fn save_face(dir: &Path, image: &RgbImage, face: &Face, n: u32) -> std::io::Result<PathBuf> {
     let crop = with_margin(image, &face.bbox);
     let stamp: String = crate::clock::wall_rfc3339()
         .chars()
@@ -527,19 +534,21 @@ fn save_face(dir: &Path, image: &RgbImage, face: &Face, n: u32) -> Result<(), St
         out.get_ref().sync_all()?;
         std::fs::rename(&tmp, &path)
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!(
-            "cannot write {}: {e}; check that capture.dir is writable by the service user \
-             and that the disk has room",
-            path.display()
-        )
-    })
+    match write() {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot write {}: {e}", path.display()),
+            ))
+        }
+    }
 }
 
 /// The face box grown by half its side on every side, clipped to the frame, at the
 /// camera's resolution.
-fn with_margin(image: &RgbImage, bbox: &recognition::BBox) -> RgbImage {
+pub fn with_margin(image: &RgbImage, bbox: &recognition::BBox) -> RgbImage {
     let pad = bbox.side() / 2.0;
     let (w, h) = (image.width() as f32, image.height() as f32);
     let x1 = (bbox.x1 - pad).clamp(0.0, w - 1.0) as u32;
@@ -551,7 +560,7 @@ fn with_margin(image: &RgbImage, bbox: &recognition::BBox) -> RgbImage {
 
 /// Creates `dir` with mode 0700, or tightens an existing one to 0700: captures are photos
 /// of people.
-fn private_dir(dir: &Path) -> Result<(), String> {
+pub fn private_dir(dir: &Path) -> Result<(), String> {
     let fail = |e: std::io::Error| {
         format!(
             "cannot prepare the capture directory {}: {e}; check capture.dir (it must be \

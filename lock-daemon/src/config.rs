@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::capture::CaptureSettings;
+use crate::collector::CollectSettings;
 use crate::control::ControlSettings;
 use crate::http::{HttpSettings, TlsSettings};
 use crate::indicator::{IndicatorBackend, IndicatorSettings, OutputPin};
@@ -89,6 +90,8 @@ struct RawConfig {
     mqtt: RawMqtt,
     #[serde(default)]
     capture: RawCapture,
+    #[serde(default)]
+    collect: RawCollect,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +295,18 @@ struct RawSchedule {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCollect {
+    enabled: Option<bool>,
+    dir: Option<PathBuf>,
+    max_files: Option<u32>,
+    max_age_days: Option<u32>,
+    margin: Option<f64>,
+    near_miss_secs: Option<f64>,
+    whole_frames: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawCapture {
     enabled: Option<bool>,
     dir: Option<PathBuf>,
@@ -344,6 +359,8 @@ pub struct Settings {
     pub mqtt: Option<MqttSettings>,
     /// `None`: no guided capture at the door (the default).
     pub capture: Option<CaptureSettings>,
+    /// `None`: no data collector (the default).
+    pub collect: Option<CollectSettings>,
 }
 
 /// `[schedule]`: weekly windows in the lock's time zone.
@@ -574,6 +591,11 @@ pub mod defaults {
     pub const CAPTURE_MAX_COUNT: u32 = 50;
     pub const CAPTURE_MAX_SECS: u32 = 300;
     pub const CAPTURE_MAX_FILES: u32 = 1000;
+    pub const COLLECT_DIR: &str = "/var/lib/facelock/collected";
+    pub const COLLECT_MAX_FILES: u32 = 2000;
+    pub const COLLECT_MAX_AGE_DAYS: u32 = 30;
+    pub const COLLECT_MARGIN: f64 = 0.05;
+    pub const COLLECT_NEAR_MISS_SECS: f64 = 10.0;
     pub const STATE_DIR: &str = "/var/lib/facelock/state";
     pub const EXIT_SECS: f64 = 5.0;
     pub const HELD_OPEN_SECS: f64 = 30.0;
@@ -847,6 +869,7 @@ impl Validator<'_> {
             schedule: self.schedule(raw.schedule)?,
             http: self.http(raw.http)?,
             capture: self.capture(raw.capture)?,
+            collect: self.collect(raw.collect)?,
             mqtt,
             relay,
         })
@@ -865,6 +888,7 @@ impl Validator<'_> {
             ("audit.log", &raw.audit.log),
             ("audit.snapshot_dir", &raw.audit.snapshot_dir),
             ("capture.dir", &raw.capture.dir),
+            ("collect.dir", &raw.collect.dir),
             ("security.trusted_key", &raw.security.trusted_key),
             ("state.dir", &raw.state.dir),
             ("control.socket", &raw.control.socket),
@@ -1426,6 +1450,64 @@ impl Validator<'_> {
             zone,
             schedule,
             assume_clock_synchronized: raw.assume_clock_synchronized.unwrap_or(false),
+        }))
+    }
+
+    fn collect(&self, raw: RawCollect) -> Result<Option<CollectSettings>, ConfigError> {
+        let set = [
+            ("dir", raw.dir.is_some()),
+            ("max_files", raw.max_files.is_some()),
+            ("max_age_days", raw.max_age_days.is_some()),
+            ("margin", raw.margin.is_some()),
+            ("near_miss_secs", raw.near_miss_secs.is_some()),
+            ("whole_frames", raw.whole_frames.is_some()),
+        ];
+        if raw.enabled != Some(true) {
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(self.invalid(
+                    "collect.enabled",
+                    format!("is not true, but collect.{key} is set"),
+                    "set collect.enabled = true to keep faces for retraining, or remove the \
+                     [collect] keys",
+                ));
+            }
+            return Ok(None);
+        }
+        let max_files = self.int(
+            "collect.max_files",
+            raw.max_files.unwrap_or(defaults::COLLECT_MAX_FILES),
+            1..=100_000,
+            "the most face files to keep, e.g. 2000",
+        )?;
+        let max_age_days = self.int(
+            "collect.max_age_days",
+            raw.max_age_days.unwrap_or(defaults::COLLECT_MAX_AGE_DAYS),
+            1..=3650,
+            "days a face is kept, e.g. 30",
+        )?;
+        let margin = self.float(
+            "collect.margin",
+            raw.margin.unwrap_or(defaults::COLLECT_MARGIN),
+            0.0..=1.0,
+            "how close to a threshold a genuine unlock must be to be kept, e.g. 0.05",
+        )?;
+        let near_miss = self.float(
+            "collect.near_miss_secs",
+            raw.near_miss_secs
+                .unwrap_or(defaults::COLLECT_NEAR_MISS_SECS),
+            1.0..=120.0,
+            "seconds, e.g. 10",
+        )?;
+        Ok(Some(CollectSettings {
+            dir: self.resolve(
+                raw.dir
+                    .unwrap_or_else(|| PathBuf::from(defaults::COLLECT_DIR)),
+            ),
+            max_files: max_files as usize,
+            max_age: Duration::from_secs(u64::from(max_age_days) * 86_400),
+            margin: margin as f32,
+            near_miss: Duration::from_secs_f64(near_miss),
+            whole_frames: raw.whole_frames.unwrap_or(false),
         }))
     }
 
@@ -2204,6 +2286,33 @@ mod tests {
             (s.dir, s.max_count, s.max_secs, s.max_files),
             (PathBuf::from("/etc/facelock/caps"), 5, 20, 9)
         );
+    }
+
+    #[test]
+    fn the_collector_is_off_unless_enabled_and_its_keys_need_it() {
+        assert_eq!(parse(MINIMAL).unwrap().collect, None);
+        let c = parse(&format!(
+            "{MINIMAL}\n[collect]\nenabled = true\nmax_files = 7\nmax_age_days = 2\n"
+        ))
+        .unwrap()
+        .collect
+        .unwrap();
+        assert_eq!(c.dir, PathBuf::from(defaults::COLLECT_DIR));
+        assert_eq!(
+            (c.max_files, c.max_age),
+            (7, Duration::from_secs(2 * 86_400))
+        );
+        assert_eq!((c.margin, c.near_miss), (0.05, Duration::from_secs(10)));
+        assert!(!c.whole_frames);
+        let e = error(&format!("{MINIMAL}\n[collect]\nwhole_frames = true\n"));
+        assert!(
+            e.contains("collect.enabled") && e.contains("collect.whole_frames is set"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{MINIMAL}\n[collect]\nenabled = true\nmargin = 2\n"
+        ));
+        assert!(e.contains("collect.margin"), "{e}");
     }
 
     #[test]

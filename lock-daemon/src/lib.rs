@@ -5,6 +5,7 @@ pub mod audit;
 pub mod camera;
 pub mod capture;
 pub mod clock;
+pub mod collector;
 pub mod config;
 pub mod control;
 pub mod door;

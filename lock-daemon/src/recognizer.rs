@@ -81,6 +81,9 @@ pub struct ClassifierInfo {
     /// classifiers are allowed and no key is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer_key_id: Option<String>,
+    /// The gate's thresholds (for the data collector's margin).
+    #[serde(skip)]
+    pub thresholds: Option<recognition::Thresholds>,
 }
 
 impl ClassifierInfo {
@@ -92,6 +95,7 @@ impl ClassifierInfo {
             signer_key_id: trusted_key
                 .and_then(|k| recognition::signature::read_verifying_key(k).ok())
                 .map(|k| recognition::signature::key_id(&k)),
+            thresholds: Some(classifier.meta().thresholds),
         }
     }
 }

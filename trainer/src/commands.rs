@@ -651,6 +651,53 @@ impl fmt::Display for ForgetOutcome {
 
 impl Outcome for ForgetOutcome {}
 
+// ---- capture ------------------------------------------------------------------------------
+
+/// `trainer capture`.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub person: String,
+    pub camera: crate::capture::Camera,
+    pub size: crate::capture::FrameSize,
+    pub count: u32,
+    pub timeout: Duration,
+    /// The image tree: photos go to `images/<person>/`.
+    pub images: PathBuf,
+    /// The lock's `recognition.min_face_px`: faces must be 1.5 times as large.
+    pub door_min_face_px: f32,
+}
+
+/// Captures enrolment photos from a camera at this workstation with the door's quality
+/// gate, printing progress as it goes (unless `--quiet`).
+pub fn capture(setup: &Setup, args: Capture) -> Result<crate::capture::Captured> {
+    lock_daemon::capture::check_name(&args.person).map_err(anyhow::Error::msg)?;
+    let pipeline = setup.pipeline()?;
+    let mut source = crate::capture::open(&args.camera, args.size)?;
+    let dir = crate::capture::person_dir(&args.images, &args.person)?;
+    let order = lock_daemon::capture::Order {
+        person: args.person,
+        count: args.count,
+        timeout: args.timeout,
+        by: "trainer capture".into(),
+    };
+    let gate = recognition::quality::QualityGate::for_door(args.door_min_face_px);
+    let mut detect = |image: &image::RgbImage| Ok(pipeline.detect(image)?);
+    let mut stdout = std::io::stdout();
+    let mut sink = std::io::sink();
+    let out: &mut dyn std::io::Write = if setup.progress {
+        &mut stdout
+    } else {
+        &mut sink
+    };
+    crate::capture::run(&mut *source, &mut detect, &order, gate, &dir, out)
+}
+
+impl Outcome for crate::capture::Captured {
+    fn failures(&self) -> Vec<String> {
+        self.failure().into_iter().collect()
+    }
+}
+
 // ---- push ---------------------------------------------------------------------------------
 
 /// `trainer push`.

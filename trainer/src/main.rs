@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use recognition::photo::{DETECT_MAX_SIDE, MAX_PHOTO_SIDE};
 use recognition::{DetectorConfig, PipelineConfig};
+use trainer::capture::{Camera, FrameSize};
 use trainer::commands::{self, Outcome, PhotoOptions, Setup};
 
 #[derive(Debug, Parser)]
@@ -114,6 +115,12 @@ fn crop_margin(text: &str) -> Result<f32, String> {
         0.0..=1.0,
         "a fraction of the face box side (the lock's recognition.crop_margin must be the same)",
     )
+}
+
+/// `trainer capture PERSON`: a name that can be a folder (the door's rule).
+fn person_name(text: &str) -> Result<String, String> {
+    lock_daemon::capture::check_name(text)?;
+    Ok(text.to_owned())
 }
 
 /// `--target-far`, `--tar-slack`.
@@ -227,6 +234,63 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Capture enrolment photos of one person from a webcam at this workstation.
+    ///
+    /// Each frame is judged as the door's guided capture (`lock-daemon ctl capture`) judges
+    /// it: exactly one face, at least 1.5 × --door-min-face-px, sharp, lit, with contrast,
+    /// and not a near-copy of a photo already kept. The kept faces (with a margin of half
+    /// their size) go to IMAGES/PERSON/ (created 0700, files 0600). Ends when --count
+    /// photos are kept (exit status 0) or after --seconds (exit status 1, saying how many
+    /// were kept). A webcam's lens and light are not the door's camera's: capture at the
+    /// door when you can.
+    Capture {
+        /// The person's folder name under --images (letters, digits, spaces, '-', '_', '.').
+        #[arg(value_parser = person_name)]
+        person: String,
+        /// The webcam (V4L2), e.g. /dev/video0 or /dev/v4l/by-id/usb-...-video-index0.
+        #[arg(long, default_value = "/dev/video0", conflicts_with = "replay")]
+        camera: PathBuf,
+        /// Replay the .jpg/.png files of this folder (in name order) instead of a camera.
+        #[arg(long, value_name = "DIR")]
+        replay: Option<PathBuf>,
+        /// Photos to keep (1 to 200).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
+        count: u32,
+        /// Time limit in seconds (1 to 3600).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+        /// The image tree (one folder per person).
+        #[arg(long, default_value = "images")]
+        images: PathBuf,
+        /// Frame width asked of the camera (replayed images are fitted to it).
+        #[arg(long, default_value_t = 640, value_parser = clap::value_parser!(u32).range(160..=4096))]
+        width: u32,
+        /// Frame height asked of the camera.
+        #[arg(long, default_value_t = 480, value_parser = clap::value_parser!(u32).range(120..=4096))]
+        height: u32,
+        /// The lock's `recognition.min_face_px`: faces must be at least 1.5 times as large.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(20..=2000))]
+        door_min_face_px: u32,
+    },
+    /// Review the faces the lock's data collector kept ([collect]), copied from the lock.
+    ///
+    /// Writes an HTML page of them grouped by the person the lock suggested, with their
+    /// scores and kind (low-margin, near-miss, unknown), and the command that adds a
+    /// group's faces to IMAGES/PERSON/. With --accept PERSON FILE..., copies the named
+    /// files (as the page names them) there. Nothing is added without --accept.
+    Review {
+        /// The collector's directory (collect.dir), copied from the lock.
+        dir: PathBuf,
+        /// The image tree (one folder per person).
+        #[arg(long, default_value = "images")]
+        images: PathBuf,
+        /// Where to write the page.
+        #[arg(long, default_value = "review.html")]
+        html: PathBuf,
+        /// Add these collected files to this person's photos: PERSON FILE...
+        #[arg(long, num_args = 2.., value_names = ["PERSON", "FILE"])]
+        accept: Option<Vec<String>>,
+    },
     /// Upload a classifier to the lock over its HTTP API and put it in service.
     ///
     /// Sends CLASSIFIER (as written by `trainer train` or `trainer sign`) to
@@ -337,6 +401,45 @@ fn main() -> ExitCode {
             images,
             yes,
         } => finish(commands::forget(&setup, &person, &images, yes)),
+        Command::Review {
+            dir,
+            images,
+            html,
+            accept,
+        } => match accept {
+            Some(accept) => finish(trainer::review::accept(
+                &dir,
+                &images,
+                &accept[0],
+                &accept[1..],
+            )),
+            None => finish(trainer::review::review(&dir, &html, &images)),
+        },
+        Command::Capture {
+            person,
+            camera,
+            replay,
+            count,
+            seconds,
+            images,
+            width,
+            height,
+            door_min_face_px,
+        } => finish(commands::capture(
+            &setup,
+            commands::Capture {
+                person,
+                camera: match replay {
+                    Some(dir) => Camera::Replay(dir),
+                    None => Camera::Device(camera),
+                },
+                size: FrameSize { width, height },
+                count,
+                timeout: Duration::from_secs(seconds),
+                images,
+                door_min_face_px: door_min_face_px as f32,
+            },
+        )),
         Command::Push {
             url,
             token_file,
@@ -407,6 +510,49 @@ mod tests {
         assert!(matches!(cli.command, Command::Train { folds: 2, .. }));
         assert_eq!(cli.pipeline.min_face_px, 12.0);
         assert!(min_face_px("5").unwrap_err().contains("from 12 to 1024"));
+    }
+
+    #[test]
+    fn capture_checks_the_name_and_its_numbers_in_the_parser() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["trainer", "capture"], args].concat());
+        for bad in [
+            &["../etc"][..],
+            &[".hidden"],
+            &["ada", "--count=0"],
+            &["ada", "--count=201"],
+            &["ada", "--seconds=0"],
+            &["ada", "--width=10"],
+            &["ada", "--door-min-face-px=5"],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
+        let err = parse(&["../etc"]).unwrap_err();
+        assert!(err.to_string().contains("use letters, digits"), "{err}");
+        let err = parse(&["ada", "--camera", "/dev/video1", "--replay", "frames"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let cli = parse(&["Ada Lovelace", "--replay", "frames", "--count", "5"]).unwrap();
+        let Command::Capture {
+            person,
+            camera,
+            replay,
+            count,
+            seconds,
+            images,
+            door_min_face_px,
+            ..
+        } = cli.command
+        else {
+            panic!("capture parses")
+        };
+        assert_eq!((person.as_str(), count, seconds), ("Ada Lovelace", 5, 60));
+        assert_eq!(camera, PathBuf::from("/dev/video0"));
+        assert_eq!(replay, Some(PathBuf::from("frames")));
+        assert_eq!((images, door_min_face_px), (PathBuf::from("images"), 80));
     }
 
     #[test]

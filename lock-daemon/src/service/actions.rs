@@ -56,6 +56,17 @@ impl Service {
                         .filter(|e| !matches!(e, DoorEvent::Refused { .. }))
                         .collect();
                     self.apply_door(rest)?;
+                    if let (
+                        None,
+                        Action::Unlock {
+                            probability,
+                            similarity,
+                            ..
+                        },
+                    ) = (&refusal, &action)
+                    {
+                        self.collect_unlock(now, person, (*probability, *similarity));
+                    }
                     let _ = self
                         .notifier
                         .status(&format!("{action}; {}", self.status_line()));
@@ -68,6 +79,9 @@ impl Service {
                     self.show(Signal::Refused);
                     self.decided(Event::DeniedUnknown, None);
                     self.record_with_snapshot(Record::from_action(&action));
+                    if let Some(collector) = &mut self.collector {
+                        collector.unknown(self.last_frame.as_ref(), &self.last_faces);
+                    }
                 }
             }
         }
@@ -215,5 +229,23 @@ impl Service {
             log::error!("audit log: {e}");
         }
         self.feed.push(record);
+    }
+}
+
+impl Service {
+    /// Hands a face unlock to the data collector, if it is on.
+    fn collect_unlock(&mut self, now: Instant, person: &str, scores: (f32, f32)) {
+        let (Some(collector), Some(thresholds)) = (&mut self.collector, self.classifier.thresholds)
+        else {
+            return;
+        };
+        collector.unlocked(
+            now,
+            person,
+            scores,
+            &thresholds,
+            self.last_frame.as_ref(),
+            &self.last_faces,
+        );
     }
 }

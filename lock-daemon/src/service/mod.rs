@@ -197,6 +197,8 @@ pub struct Service {
     last_decision: Option<Decision>,
     /// Guided capture: the one running, or the last one's result.
     capturing: capturing::Capturing,
+    /// The data collector (`[collect]`), when it is on.
+    collector: Option<crate::collector::Collector>,
     /// Kept for the life of the service; stops serving when dropped.
     _control: Option<ControlServer>,
     /// Whether a door contact is wired (an unknown state then reads "unknown").
@@ -353,6 +355,36 @@ impl Service {
                 )?)
             }
         };
+        // The data collector's writer reports what it kept (and its failures) to the
+        // audit log through the one channel.
+        let collector = match &settings.collect {
+            None => None,
+            Some(collect) => {
+                let (kept, failed) = (tx.clone(), tx.clone());
+                let out = crate::collector::start(
+                    collect,
+                    move |entry| {
+                        let record = Record::new(Event::Collected)
+                            .person(&entry.suggested)
+                            .message(format!(
+                                "{} (p {:.2}, sim {:.2}): {}",
+                                entry.kind.as_str(),
+                                entry.probability,
+                                entry.similarity,
+                                entry.file
+                            ));
+                        let _ = kept.send(Input::Audit(record));
+                    },
+                    move |message| {
+                        log::error!("{message}");
+                        let _ =
+                            failed.send(Input::Audit(Record::new(Event::Error).message(message)));
+                    },
+                )
+                .map_err(anyhow::Error::msg)?;
+                Some(crate::collector::Collector::new(collect.clone(), out))
+            }
+        };
         let stop_vision = Arc::new(AtomicBool::new(false));
         let heartbeat = Heartbeat::default();
         let vision = vision::Vision {
@@ -427,6 +459,7 @@ impl Service {
             clock_synced: false,
             clock_checked: None,
             capturing: Default::default(),
+            collector,
         })
     }
 
@@ -554,11 +587,14 @@ impl Service {
                 faces.iter().map(|r| r.face.clone()).chain(small).collect();
             self.capturing.offer(&image, &all);
         }
-        self.last_faces = faces;
-        self.last_frame = Some(image);
         // Decision time, not capture time: an unlock then lasts `unlock_secs` from the
         // moment the relay opens, whatever the inference took.
         let now = self.now();
+        if let Some(collector) = &mut self.collector {
+            collector.frame(now, &image, &faces);
+        }
+        self.last_faces = faces;
+        self.last_frame = Some(image);
         let actions = self.policy.step(now, &observation);
         self.apply(now, actions)
     }

@@ -27,7 +27,7 @@ const LOOPING: Timing = Timing {
 };
 
 /// The person the classifier without ben has never seen.
-const NEWCOMER: &str = "ben_afflek";
+pub(crate) const NEWCOMER: &str = "ben_afflek";
 
 /// The lock's detector (60 px, as `recognition.detector_min_face_px` defaults).
 fn door_faces(image: &RgbImage) -> Vec<Face> {
@@ -39,7 +39,7 @@ fn door_faces(image: &RgbImage) -> Vec<Face> {
 }
 
 /// `tile` centred on a 640×480 grey frame (the lock's frame size).
-fn on_frame(tile: &RgbImage) -> RgbImage {
+pub(crate) fn on_frame(tile: &RgbImage) -> RgbImage {
     let mut frame = RgbImage::from_pixel(640, 480, Rgb([128, 128, 128]));
     let x = (640 - tile.width() as i64) / 2;
     let y = (480 - tile.height() as i64) / 2;
@@ -58,7 +58,7 @@ fn train_photo(person: &str, n: usize) -> PathBuf {
 
 /// Frames of `person` at the door (their training photos, the face about 170 px) that the
 /// quality gate keeps, in order, judged as a capture would judge them: at most `n`.
-fn good_frames(person: &str, n: usize) -> Vec<RgbImage> {
+pub(crate) fn good_frames(person: &str, n: usize) -> Vec<RgbImage> {
     let gate = QualityGate::for_door(80.0);
     let (mut frames, mut kept) = (Vec::new(), Vec::new());
     let count = std::fs::read_dir(celeb5("train").join(person))
@@ -78,7 +78,7 @@ fn good_frames(person: &str, n: usize) -> Vec<RgbImage> {
 }
 
 /// Frames that must each be refused, with the reason they must be refused for.
-fn bad_frames() -> Vec<(&'static str, RgbImage)> {
+pub(crate) fn bad_frames() -> Vec<(&'static str, RgbImage)> {
     let photo = train_photo(NEWCOMER, 0);
     let good = on_frame(&face_tile(&photo, 420));
     let darkened = RgbImage::from_fn(640, 480, |x, y| {

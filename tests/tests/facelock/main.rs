@@ -2,6 +2,7 @@
 //! `models/fetch.sh` downloads. Run `models/fetch.sh` first.
 
 mod capture;
+mod collector;
 mod daemon;
 mod detection;
 mod door_control;
@@ -15,3 +16,4 @@ mod mqtt;
 mod support;
 mod training;
 mod trust;
+mod workstation_capture;
