@@ -146,6 +146,10 @@ pub struct Record {
     /// File name of the snapshot taken for this event, inside the snapshot directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// A face unlock: milliseconds from the camera delivering the first frame that
+    /// confirmed the person to the relay command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
 }
 
 impl Record {
@@ -161,6 +165,7 @@ impl Record {
             message: None,
             by: None,
             snapshot: None,
+            latency_ms: None,
         }
     }
 
@@ -198,6 +203,7 @@ impl Record {
                 frames,
                 probability,
                 similarity,
+                ..
             } => Record::new(Event::Unlock)
                 .person(person)
                 .frames(*frames)
@@ -555,6 +561,7 @@ mod tests {
             frames: 3,
             probability: 0.97,
             similarity: 0.81,
+            first_seen: std::time::Instant::now(),
         }))
         .unwrap();
         log.record(&Record::new(Event::ReloadRefused).message("unsigned"))
@@ -626,6 +633,7 @@ mod tests {
                 frames: 3,
                 probability: 0.97,
                 similarity: 0.81,
+                first_seen: std::time::Instant::now(),
             },
             Action::DeniedUnknown {
                 probability: 0.3,

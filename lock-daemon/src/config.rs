@@ -186,6 +186,7 @@ struct RawRecognition {
     crop_margin: Option<f64>,
     detector_min_face_px: Option<f64>,
     threads: Option<u32>,
+    workers: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -459,6 +460,8 @@ pub struct RecognitionSettings {
     pub detector_min_face_px: f32,
     /// Threads for the networks' matrix products (1 = single-threaded).
     pub threads: usize,
+    /// Frames recognised at once, one per worker thread (1 = on the vision thread).
+    pub workers: usize,
 }
 
 /// Decision policy settings.
@@ -580,6 +583,18 @@ pub mod defaults {
     /// [`recognition::ClassifierMeta::check_pipeline`]).
     pub const DETECTOR_MIN_FACE_PX: f64 = 60.0;
     pub const THREADS: u32 = 1;
+
+    /// Frames recognised at once when `recognition.workers` is not set: one per core,
+    /// leaving a core for the camera and the door loop where there are more than two, at
+    /// most four; one when the matrix products are multi-threaded (`threads` > 1), which
+    /// already spreads each frame over the cores.
+    pub fn workers(cores: usize, threads: u32) -> u32 {
+        match (threads, cores) {
+            (2.., _) | (_, 0..=1) => 1,
+            (_, 2) => 2,
+            (_, cores) => (cores - 1).min(4) as u32,
+        }
+    }
     pub const FRAMES_REQUIRED: u32 = 3;
     pub const WINDOW_SECS: f64 = 2.0;
     pub const UNLOCK_SECS: f64 = 5.0;
@@ -1075,8 +1090,17 @@ impl Validator<'_> {
             1..=16,
             "threads for the networks' matrix products; 1, or the Pi's core count (4)",
         )?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = self.int(
+            "recognition.workers",
+            raw.workers
+                .unwrap_or_else(|| defaults::workers(cores, threads)),
+            1..=16,
+            "frames recognised at once, one thread each; 1, or the number of cores",
+        )?;
         Ok(RecognitionSettings {
             threads: threads as usize,
+            workers: workers as usize,
             model_dir: raw
                 .model_dir
                 .map(|p| self.resolve(p))
@@ -2012,6 +2036,23 @@ mod tests {
             settings.relay.backend,
             RelayBackend::Gpio { bcm_pin: 17, .. }
         ));
+    }
+
+    #[test]
+    fn recognition_workers_default_to_the_cores_less_one_for_the_camera() {
+        assert_eq!(defaults::workers(1, 1), 1);
+        assert_eq!(defaults::workers(2, 1), 2);
+        assert_eq!(defaults::workers(4, 1), 3, "a Pi 4 or 5");
+        assert_eq!(defaults::workers(16, 1), 4);
+        assert_eq!(defaults::workers(4, 4), 1, "multi-threaded products");
+        let set = parse(&format!("{MINIMAL}\n")).unwrap();
+        assert!(set.recognition.workers >= 1);
+        let text = MINIMAL.replace("[recognition]\n", "[recognition]\n        workers = 3\n");
+        assert_eq!(parse(&text).unwrap().recognition.workers, 3);
+        let message =
+            error(&MINIMAL.replace("[recognition]\n", "[recognition]\n        workers = 0\n"));
+        assert!(message.contains("recognition.workers"), "{message}");
+        assert!(message.contains("one thread each"), "{message}");
     }
 
     #[test]

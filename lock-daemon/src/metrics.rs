@@ -90,16 +90,19 @@ pub enum Stage {
     Recognize,
     /// From the capture of a frame to the door loop's decision on it.
     Decide,
+    /// From the capture of the first frame of a confirmed face to the relay command.
+    Unlock,
 }
 
 impl Stage {
     /// Every stage, in the order they are rendered.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Capture,
         Stage::Detect,
         Stage::Embed,
         Stage::Recognize,
         Stage::Decide,
+        Stage::Unlock,
     ];
 
     /// The label value.
@@ -110,6 +113,7 @@ impl Stage {
             Stage::Embed => "embed",
             Stage::Recognize => "recognize",
             Stage::Decide => "decide",
+            Stage::Unlock => "unlock",
         }
     }
 
@@ -201,6 +205,7 @@ pub struct Metrics {
     frames: AtomicU64,
     frames_recognized: AtomicU64,
     faces: AtomicU64,
+    frames_dropped: AtomicU64,
     decisions: [AtomicU64; Outcome::ALL.len()],
     camera_errors: AtomicU64,
     reloads: [AtomicU64; RELOAD_RESULTS.len()],
@@ -246,6 +251,11 @@ impl Metrics {
         inc(&self.frames_recognized);
         self.faces
             .fetch_add(u64::try_from(faces).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// A frame waiting for a free recognition worker was replaced by a newer one.
+    pub fn frame_dropped(&self) {
+        inc(&self.frames_dropped);
     }
 
     /// An access decision was made.
@@ -321,6 +331,10 @@ impl Metrics {
     }
 
     /// Camera errors.
+    pub fn frames_dropped(&self) -> u64 {
+        get(&self.frames_dropped)
+    }
+
     pub fn camera_errors(&self) -> u64 {
         get(&self.camera_errors)
     }
@@ -393,6 +407,12 @@ impl Metrics {
             "facelock_faces_total",
             "Faces recognised.",
             self.faces(),
+        )?;
+        counter(
+            out,
+            "facelock_frames_dropped_total",
+            "Frames replaced by a newer one while every recognition worker was busy.",
+            self.frames_dropped(),
         )?;
 
         family(
@@ -808,6 +828,7 @@ mod tests {
         m.decision(Outcome::Exit);
         m.decision(Outcome::Exit);
         m.camera_error();
+        m.frame_dropped();
         m.reload(true);
         m.http_response(200);
         m.http_response(401);
@@ -823,6 +844,7 @@ mod tests {
             ("facelock_frames_recognized_total", 1.0),
             ("facelock_faces_total", 3.0),
             ("facelock_camera_errors_total", 1.0),
+            ("facelock_frames_dropped_total", 1.0),
             ("facelock_http_auth_failures_total", 2.0),
             ("facelock_http_busy_total", 1.0),
         ];
@@ -920,7 +942,7 @@ mod tests {
                 assert!(value.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 19);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct FaceObservation {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {
     pub faces: Vec<FaceObservation>,
+    /// When the camera delivered the frame (`None`: at the decision). Only measured
+    /// (the unlock's latency), never decided on: the window counts decision times.
+    pub captured: Option<Instant>,
 }
 
 impl Observation {
@@ -72,6 +75,15 @@ impl Observation {
                     similarity: r.prediction.similarity,
                 })
                 .collect(),
+            captured: None,
+        }
+    }
+
+    /// The same observation, of a frame the camera delivered at `captured`.
+    pub fn captured_at(self, captured: Instant) -> Observation {
+        Observation {
+            captured: Some(captured),
+            ..self
         }
     }
 }
@@ -86,6 +98,8 @@ pub enum Action {
         frames: u32,
         probability: f32,
         similarity: f32,
+        /// When the camera delivered the first of those frames.
+        first_seen: Instant,
     },
     /// Lock again: the unlock time of `person` is over.
     Relock { person: String },
@@ -97,6 +111,8 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
     pub at: Instant,
+    /// When the camera delivered the frame.
+    pub captured: Instant,
     pub probability: f32,
     pub similarity: f32,
 }
@@ -135,6 +151,7 @@ impl fmt::Display for Action {
                 frames,
                 probability,
                 similarity,
+                ..
             } => write!(
                 f,
                 "unlocked for {person} ({frames} frames, p >= {probability:.2}, sim >= {similarity:.2})"
@@ -192,6 +209,7 @@ fn verdict(config: &PolicyConfig, now: Instant, obs: &Observation) -> Verdict {
             name: name.clone(),
             hit: Hit {
                 at: now,
+                captured: obs.captured.unwrap_or(now),
                 probability: *probability,
                 similarity: *similarity,
             },
@@ -298,6 +316,7 @@ impl Policy {
                     .iter()
                     .map(|h| h.similarity)
                     .fold(f32::INFINITY, f32::min),
+                first_seen: hits.iter().map(|h| h.captured).min().unwrap_or(now),
             });
             let until = now + self.config.unlock;
             self.transition(State::Unlocked { person, until }, "confirmed");
@@ -320,6 +339,18 @@ impl Policy {
                 .map(|h| h.at + self.config.window + Duration::from_millis(1))
                 .min(),
         }
+    }
+
+    /// A frame could not be recognised (an error in a stage of the frame pipeline): the
+    /// confirmation so far is discarded, so the frames that unlock are consecutive
+    /// recognised frames with no failure between them. A decision already made stands
+    /// (the door re-locks on time), and a failure never unlocks.
+    pub fn failed(&mut self, now: Instant) -> Vec<Action> {
+        let actions = self.tick(now);
+        if matches!(self.state, State::Confirming { .. }) {
+            self.transition(State::Locked, "a frame could not be recognised");
+        }
+        actions
     }
 
     /// Applies the time-based transitions due at `now`: expired hits, re-lock, end of
@@ -419,8 +450,10 @@ mod tests {
     enum Ev {
         Frame(&'static [F]),
         Tick,
+        /// A frame that could not be recognised.
+        Fail,
     }
-    use Ev::{Frame, Tick};
+    use Ev::{Fail, Frame, Tick};
 
     /// Runs a script; returns the actions as `"<ms> <action>"` lines.
     fn run_with(config: PolicyConfig, script: &[(u64, Ev)]) -> (Vec<String>, Policy) {
@@ -432,6 +465,7 @@ mod tests {
             let actions = match ev {
                 Frame(faces) => policy.step(now, &observation(faces)),
                 Tick => policy.tick(now),
+                Fail => policy.failed(now),
             };
             out.extend(actions.iter().map(|a| format!("{ms} {}", describe(a))));
         }
@@ -453,6 +487,7 @@ mod tests {
                     similarity: 0.7,
                 })
                 .collect(),
+            captured: None,
         }
     }
 
@@ -644,6 +679,7 @@ mod tests {
                     probability: p,
                     similarity: s,
                 }],
+                captured: None,
             };
             actions = policy.step(t0 + Duration::from_millis(i as u64 * 100), &obs);
         }
@@ -653,9 +689,61 @@ mod tests {
                 person: "ada".into(),
                 frames: 3,
                 probability: 0.7,
-                similarity: 0.6
+                similarity: 0.6,
+                first_seen: t0,
             }]
         );
+    }
+
+    #[test]
+    fn the_unlock_carries_when_the_camera_delivered_its_first_frame() {
+        let t0 = Instant::now();
+        let mut policy = Policy::new(CONFIG);
+        let mut actions = Vec::new();
+        for i in 0..3u64 {
+            // Each frame reaches the policy 250 ms after the camera delivered it.
+            let captured = t0 + Duration::from_millis(i * 100);
+            let obs = observation(&[ADA]).captured_at(captured);
+            actions = policy.step(captured + Duration::from_millis(250), &obs);
+        }
+        match actions.as_slice() {
+            [Action::Unlock { first_seen, .. }] => assert_eq!(*first_seen, t0),
+            other => panic!("expected an unlock, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_frame_that_fails_recognition_discards_the_confirmation() {
+        let actions = run(&[
+            (0, Frame(&[ADA])),
+            (100, Frame(&[ADA])),
+            (200, Fail),
+            (300, Frame(&[ADA])),
+            (400, Frame(&[ADA])),
+        ]);
+        assert!(actions.is_empty(), "{actions:?}");
+        let actions = run(&[
+            (0, Frame(&[ADA])),
+            (100, Fail),
+            (200, Frame(&[ADA])),
+            (300, Frame(&[ADA])),
+            (400, Frame(&[ADA])),
+        ]);
+        assert_eq!(
+            actions,
+            ["400 unlock ada 3"],
+            "three frames after the failure"
+        );
+    }
+
+    #[test]
+    fn a_failure_never_unlocks_and_leaves_a_granted_unlock_to_its_timer() {
+        let mut script = frames(&[0, 100, 200], &[ADA]);
+        script.push((300, Fail));
+        script.push((5199, Fail));
+        script.push((5200, Tick));
+        let actions = run(&script);
+        assert_eq!(actions, ["200 unlock ada 3", "5200 relock ada"]);
     }
 
     #[test]

@@ -34,6 +34,24 @@ use crate::camera;
 use crate::config::{AuditSettings, Settings};
 use crate::rollback::{Stamp, StateDir, Verdict};
 
+/// What recognising one frame found.
+#[derive(Debug, Clone, Default)]
+pub struct FrameResult {
+    /// Every face at least `min_face_px`, largest first.
+    pub faces: Vec<Recognized>,
+    /// The faces found but below `min_face_px`.
+    pub small: Vec<recognition::Face>,
+    /// How long detection and embedding (with classification) took, when measured.
+    pub stages: Option<(std::time::Duration, std::time::Duration)>,
+}
+
+/// Recognises frames on a worker thread of the frame pipeline (`service/pool.rs`), with
+/// the recognizer's models and whatever classifier is in service when the frame starts.
+/// Several workers recognise different frames at once, each single-threaded.
+pub trait FrameWorker: Send {
+    fn recognize(&mut self, frame: &RgbImage) -> Result<FrameResult>;
+}
+
 /// The whole recognition step as one call, so the loop can be driven by a
 /// scripted fake in tests.
 pub trait Recognizer {
@@ -63,6 +81,12 @@ pub trait Recognizer {
     /// A handle that recognises uploaded photos with the same models and classifier
     /// (the HTTP API's `recognize`), when this recognizer has one.
     fn photos(&self) -> Option<PhotoRecognizer> {
+        None
+    }
+    /// A worker that recognises frames on another thread, for running several frames at
+    /// once (`recognition.workers`); `None` when this recognizer can only run on the
+    /// vision thread.
+    fn worker(&self) -> Option<Box<dyn FrameWorker>> {
         None
     }
 }
@@ -517,28 +541,63 @@ impl PipelineRecognizer {
     }
 }
 
-impl Recognizer for PipelineRecognizer {
-    /// What [`FacePipeline::recognize`] does, in two timed steps.
-    fn recognize(&mut self, frame: &RgbImage) -> Result<Vec<Recognized>> {
-        let started = std::time::Instant::now();
-        let faces = self.pipeline.detect(frame)?;
-        let detected = started.elapsed();
-        let (big, small): (Vec<_>, Vec<_>) = faces
-            .into_iter()
-            .partition(|f| f.bbox.side() >= self.min_face_px);
-        self.small = small;
-        let recognized = big
-            .into_iter()
-            .map(|face| {
-                let embedding = self.pipeline.embed_face(frame, &face)?;
-                Ok(Recognized {
-                    prediction: self.classifier.classify(&embedding)?,
-                    face,
-                })
+/// Detection, then embedding and classification of every face of at least `min_face_px`:
+/// what [`FacePipeline::recognize`] does, in two timed steps. The one frame path of both
+/// the vision thread and the pipeline's workers.
+fn recognize_frame(
+    pipeline: &FacePipeline,
+    classifier: &Classifier,
+    min_face_px: f32,
+    frame: &RgbImage,
+) -> Result<FrameResult> {
+    let started = std::time::Instant::now();
+    let faces = pipeline.detect(frame)?;
+    let detected = started.elapsed();
+    let (big, small): (Vec<_>, Vec<_>) = faces
+        .into_iter()
+        .partition(|f| f.bbox.side() >= min_face_px);
+    let faces = big
+        .into_iter()
+        .map(|face| {
+            let embedding = pipeline.embed_face(frame, &face)?;
+            Ok(Recognized {
+                prediction: classifier.classify(&embedding)?,
+                face,
             })
-            .collect::<recognition::Result<Vec<_>>>()?;
-        self.last_stages = Some((detected, started.elapsed() - detected));
-        Ok(recognized)
+        })
+        .collect::<recognition::Result<Vec<_>>>()?;
+    Ok(FrameResult {
+        faces,
+        small,
+        stages: Some((detected, started.elapsed() - detected)),
+    })
+}
+
+/// [`PipelineRecognizer`]'s worker: the same models, and the classifier in service read
+/// at the start of each frame (so a reload reaches every worker).
+struct PipelineWorker {
+    pipeline: Arc<FacePipeline>,
+    classifier: Arc<RwLock<Arc<Classifier>>>,
+    min_face_px: f32,
+}
+
+impl FrameWorker for PipelineWorker {
+    fn recognize(&mut self, frame: &RgbImage) -> Result<FrameResult> {
+        let classifier = self
+            .classifier
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        recognize_frame(&self.pipeline, &classifier, self.min_face_px, frame)
+    }
+}
+
+impl Recognizer for PipelineRecognizer {
+    fn recognize(&mut self, frame: &RgbImage) -> Result<Vec<Recognized>> {
+        let result = recognize_frame(&self.pipeline, &self.classifier, self.min_face_px, frame)?;
+        self.small = result.small;
+        self.last_stages = result.stages;
+        Ok(result.faces)
     }
 
     fn stage_times(&self) -> Option<(std::time::Duration, std::time::Duration)> {
@@ -577,6 +636,14 @@ impl Recognizer for PipelineRecognizer {
 
     fn info(&self) -> ClassifierInfo {
         self.info.clone()
+    }
+
+    fn worker(&self) -> Option<Box<dyn FrameWorker>> {
+        Some(Box::new(PipelineWorker {
+            pipeline: self.pipeline.clone(),
+            classifier: self.shared.clone(),
+            min_face_px: self.min_face_px,
+        }))
     }
 
     fn photos(&self) -> Option<PhotoRecognizer> {

@@ -10,7 +10,7 @@ use super::{Decision, Service};
 use crate::audit::{Event, Record};
 use crate::door::DoorEvent;
 use crate::indicator::Signal;
-use crate::metrics::Outcome;
+use crate::metrics::{Outcome, Stage};
 use crate::policy::Action;
 use crate::relay::LockState;
 
@@ -38,7 +38,18 @@ impl Service {
                     }
                     let record = Record::from_action(&action);
                     let record = match &refusal {
-                        None => record,
+                        // Real time: the camera stamped the frame on the real clock.
+                        None => Record {
+                            latency_ms: match action {
+                                Action::Unlock { first_seen, .. } => {
+                                    let latency = first_seen.elapsed();
+                                    self.metrics.stage(Stage::Unlock, latency);
+                                    Some(latency.as_millis() as u64)
+                                }
+                                _ => None,
+                            },
+                            ..record
+                        },
                         Some(reason) => Record {
                             event: Event::Refused,
                             message: Some(reason.clone()),

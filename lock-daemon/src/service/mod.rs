@@ -6,7 +6,9 @@
 //!   whatever the camera or recognition are doing: it never waits for a frame.
 //! * The **vision thread** (`vision.rs`) owns the camera and the recognizer. It reads frames,
 //!   recognises faces, reloads the classifier and reopens a failing camera, and sends what
-//!   it saw to the door loop. A frame that takes seconds delays only the next frame.
+//!   it saw to the door loop. A frame that takes seconds delays only the next frame. With
+//!   `recognition.workers` > 1 it hands frames to recognition workers (`pool.rs`) whose
+//!   results reach the door loop in camera order (`delivery.rs`).
 //!
 //! Everything that reaches the door from outside the frame loop goes through the same
 //! channel. The front-ends (control socket, HTTP API, MQTT) send commands on it and read
@@ -35,9 +37,11 @@
 mod actions;
 mod capturing;
 mod commands;
+mod delivery;
 mod feed;
 mod modes;
 mod pace;
+mod pool;
 mod stats;
 mod status;
 mod vision;
@@ -103,6 +107,9 @@ pub enum Input {
     Door(InputEvent),
     /// A new classifier is in service.
     Reloaded(ClassifierInfo),
+    /// A frame could not be recognised (the message says why): audited, and the face
+    /// confirmation so far is discarded ([`Policy::failed`]).
+    RecognitionFailed(String),
 }
 
 /// A front-end's request, with who asked and where the answer goes. The door loop answers
@@ -568,6 +575,12 @@ impl Service {
             }
             Input::Command(command) => self.on_command(command),
             Input::Door(event) => self.on_door_input(event),
+            Input::RecognitionFailed(message) => {
+                self.audit_event(Record::new(Event::Error).message(message));
+                let now = self.now();
+                let actions = self.policy.failed(now);
+                self.apply(now, actions)
+            }
         }
     }
 
@@ -575,7 +588,7 @@ impl Service {
     fn on_seen(&mut self, seen: Seen) -> Result<()> {
         // How long the frame waited for the loop: a real-time measurement.
         self.metrics.stage(Stage::Decide, seen.captured.elapsed());
-        let observation = Observation::from_recognized(&seen.faces);
+        let observation = Observation::from_recognized(&seen.faces).captured_at(seen.captured);
         let Seen {
             image,
             faces,

@@ -27,7 +27,7 @@ fn pace_warning(
     Some(format!(
         "frames with a face come every {:.0} ms (recognition {:.0} ms, camera {camera}), so \
          {frames_required} of them span about {:.2} s against policy.window_secs = {:.2} s: \
-         the door will open rarely or never. Set recognition.threads to the number of \
+         the door will open rarely or never. Set recognition.workers to the number of \
          cores, lengthen policy.window_secs or lower policy.frames_required",
         interval.as_secs_f64() * 1e3,
         median_face_frame.as_secs_f64() * 1e3,
@@ -84,7 +84,7 @@ mod tests {
         // Pi Zero 2 W estimate: ~1.3 s per face frame; 3 frames span 2.6 s > 2 s.
         let warning = pace_warning(1300 * MS, Some(200 * MS), 3, 2000 * MS).unwrap();
         assert!(warning.contains("recognition 1300 ms"), "{warning}");
-        assert!(warning.contains("recognition.threads"), "{warning}");
+        assert!(warning.contains("recognition.workers"), "{warning}");
         assert!(warning.contains("policy.window_secs"), "{warning}");
     }
 

@@ -10,6 +10,8 @@ pub(super) struct FrameStats {
     frames: usize,
     /// Time spent on each recognised frame.
     millis: Vec<f32>,
+    /// When the last recognised frame was done.
+    last: Option<Instant>,
 }
 
 impl FrameStats {
@@ -19,7 +21,10 @@ impl FrameStats {
     }
 
     pub(super) fn recognised(&mut self, started: Instant) {
-        self.millis.push(started.elapsed().as_secs_f32() * 1e3);
+        let now = Instant::now();
+        self.millis
+            .push(now.saturating_duration_since(started).as_secs_f32() * 1e3);
+        self.last = Some(now);
     }
 
     pub(super) fn summary(&mut self) -> Option<String> {
@@ -29,11 +34,18 @@ impl FrameStats {
         let n = self.millis.len();
         let per_frame = match n {
             0 => "none recognised".to_owned(),
-            _ => format!(
-                "{n} recognised: median {:.0} ms, max {:.0} ms",
-                self.millis[n / 2],
-                self.millis[n - 1]
-            ),
+            _ => {
+                // From the first frame to the last recognition: the throughput.
+                let span = self.last.map_or(0.0, |last| {
+                    last.saturating_duration_since(first).as_secs_f64()
+                });
+                format!(
+                    "{n} recognised ({:.1} frames/s): median {:.0} ms, max {:.0} ms",
+                    n as f64 / span.max(1e-3),
+                    self.millis[n / 2],
+                    self.millis[n - 1]
+                )
+            }
         };
         Some(format!(
             "{} frames in {secs:.1} s ({:.1} frames/s); {per_frame}; RSS {}",

@@ -3,10 +3,14 @@
 //! the service's [`Clock`], so tests need not wait for it). Nothing here touches the relay:
 //! however long a frame takes, the door loop re-locks on time. Frame and stage timings are
 //! measurements of real work, so they read the real time.
+//!
+//! With `recognition.workers` > 1 the frames are recognised by the frame pipeline
+//! (`pool.rs`), several at once; with 1, here on the vision thread. Either way the results
+//! go through the same [`Delivery`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::audit::{Event, Record};
@@ -16,21 +20,16 @@ use crate::config::Settings;
 use crate::metrics::{Metrics, Stage};
 use crate::notify::Notifier;
 use crate::preview::PreviewFeed;
-use crate::scene::IdleSkip;
+use crate::recognizer::FrameResult;
 
-use super::pace::PaceCheck;
-use super::stats::FrameStats;
+use super::delivery::{Delivery, Gone, Job};
+use super::pool::Pool;
 use super::watch::FileWatch;
-use super::{Input, Recognizer, Seen};
+use super::{Input, Recognizer};
 
 /// Opens (and after a failure, reopens) the camera. Runs on the vision thread, so a camera
 /// need not be `Send`.
 pub type CameraOpener = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, CameraError> + Send>;
-
-/// Frames whose mean luma differs by less than this from the last frame without
-/// a face skip recognition ([`IdleSkip`]), for at most `IDLE_MAX_SKIP`.
-const IDLE_DIFF_THRESHOLD: f32 = 2.0;
-const IDLE_MAX_SKIP: Duration = Duration::from_secs(1);
 
 /// Consecutive camera failures after which the service gives up (and systemd restarts it).
 pub const MAX_CAMERA_FAILURES: u32 = 8;
@@ -82,16 +81,13 @@ pub(super) struct Vision<R> {
 struct Running<R> {
     v: Vision<R>,
     watch: FileWatch,
-    idle: IdleSkip,
-    pace: PaceCheck,
-    stats: FrameStats,
+    delivery: Arc<Mutex<Delivery>>,
+    /// The frame pipeline's workers (`recognition.workers` > 1).
+    pool: Option<Pool>,
     failures: u32,
     /// `camera.expect_ir`: colour frames are being refused (reported once per episode).
     colour_frames: u64,
 }
-
-/// The door loop has gone: stop.
-struct Gone;
 
 impl<R: Recognizer> Vision<R> {
     /// Opens the camera, reports the outcome on `started`, then runs until told to stop,
@@ -112,18 +108,51 @@ impl<R: Recognizer> Vision<R> {
             &self.settings.recognition.classifier,
             Duration::from_secs(1),
         );
+        let delivery = Arc::new(Mutex::new(Delivery::new(
+            &self.settings,
+            self.metrics.clone(),
+            self.preview.clone(),
+            self.out.clone(),
+        )));
+        let pool = self.start_pool(&delivery);
         let mut running = Running {
             v: self,
             watch,
-            idle: IdleSkip::new(IDLE_DIFF_THRESHOLD, IDLE_MAX_SKIP),
-            pace: PaceCheck::default(),
-            stats: FrameStats::default(),
+            delivery,
+            pool,
             failures: 0,
             colour_frames: 0,
         };
         let _ = running.run(camera);
-        if let Some(summary) = running.stats.summary() {
+        // The workers finish their frames first, so the figures include them.
+        drop(running.pool.take());
+        let summary = running.delivery().stats.summary();
+        if let Some(summary) = summary {
             log::info!("{summary}");
+        }
+    }
+
+    /// The frame pipeline, when more than one worker is configured and the recognizer
+    /// can run on other threads.
+    fn start_pool(&self, delivery: &Arc<Mutex<Delivery>>) -> Option<Pool> {
+        let count = self.settings.recognition.workers;
+        if count <= 1 {
+            return None;
+        }
+        let workers = (0..count)
+            .map(|_| self.recognizer.worker())
+            .collect::<Option<Vec<_>>>()?;
+        match Pool::start(workers, delivery.clone(), self.metrics.clone()) {
+            Ok(pool) => {
+                log::info!("recognising up to {count} frames at once");
+                Some(pool)
+            }
+            Err(e) => {
+                log::warn!(
+                    "cannot start the recognition workers ({e}); recognising one frame at a time"
+                );
+                None
+            }
         }
     }
 }
@@ -170,6 +199,10 @@ impl<R: Recognizer> Running<R> {
         self.v.out.send(input).map_err(|_| Gone)
     }
 
+    fn delivery(&self) -> std::sync::MutexGuard<'_, Delivery> {
+        self.delivery.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn audit(&self, record: Record) -> Result<(), Gone> {
         self.send(Input::Audit(record))
     }
@@ -177,7 +210,7 @@ impl<R: Recognizer> Running<R> {
     fn on_frame(&mut self, frame: Frame) -> Result<(), Gone> {
         let started = Instant::now();
         let image = frame.image;
-        self.stats.arrived(started);
+        self.delivery().stats.arrived(started);
         let threshold = self.v.settings.camera.dark_frame_threshold;
         if threshold > 0 && camera::is_dark(&image, threshold) {
             log::trace!("dark frame skipped");
@@ -207,57 +240,28 @@ impl<R: Recognizer> Running<R> {
                 self.colour_frames = 0;
             }
         }
-        if self.idle.skip(&image, started) {
+        if self.delivery().idle.skip(&image, started) {
             log::trace!("unchanged empty scene, frame skipped");
             return Ok(());
         }
-        let faces = match self.v.recognizer.recognize(&image) {
-            Ok(faces) => faces,
-            Err(e) => {
-                log::error!("recognition failed: {e:#}");
-                return self.audit(
-                    Record::new(Event::Error).message(format!("recognition failed: {e:#}")),
-                );
-            }
-        };
-        self.idle.recognised(&image, faces.len(), started);
-        self.stats.recognised(started);
-        self.v.metrics.frame_recognized(faces.len());
-        self.v.metrics.stage(Stage::Recognize, started.elapsed());
-        if let Some((detect, embed)) = self.v.recognizer.stage_times() {
-            self.v.metrics.stage(Stage::Detect, detect);
-            if !faces.is_empty() {
-                self.v.metrics.stage(Stage::Embed, embed);
-            }
-        }
-        let recognizer = &self.v.recognizer;
-        self.v
-            .preview
-            .offer(Instant::now(), &image, &faces, || recognizer.small_faces());
-        if !faces.is_empty() {
-            let policy = &self.v.settings.policy;
-            if let Some(warning) = self.pace.face_frame(
-                started.elapsed(),
-                camera::frame_interval(&self.v.settings.camera),
-                policy.frames_required,
-                policy.window,
-            ) {
-                log::warn!("{warning}");
-                self.audit(Record::new(Event::Error).message(warning))?;
-            }
-        }
-        log::debug!(
-            "frame: {} face(s) in {:.0} ms",
-            faces.len(),
-            started.elapsed().as_secs_f64() * 1e3
-        );
-        let small = self.v.recognizer.small_faces();
-        self.send(Input::Seen(Box::new(Seen {
+        let job = Job {
             image,
-            faces,
-            small,
             captured: frame.captured,
-        })))
+            started,
+        };
+        if let Some(pool) = &self.pool {
+            return pool.submit(job);
+        }
+        let result = self
+            .v
+            .recognizer
+            .recognize(&job.image)
+            .map(|faces| FrameResult {
+                faces,
+                small: self.v.recognizer.small_faces(),
+                stages: self.v.recognizer.stage_times(),
+            });
+        self.delivery().deliver(job, result)
     }
 
     /// Counts the failure, backs off (stopping promptly when asked), and reopens the

@@ -251,6 +251,62 @@ fn an_enrolled_person_unlocks_once_and_the_door_relocks_on_time() {
     let unlock = &lock.events("unlock")[0];
     assert_eq!(unlock["person"], "madonna");
     assert_eq!(unlock["frames"], 3);
+    // From the camera delivering the first of the three frames to the relay: at least
+    // two frame intervals at 10 frames/s.
+    let latency = unlock["latency_ms"].as_u64().expect("the unlock's latency");
+    assert!((195..5000).contains(&latency), "latency {latency} ms");
+}
+
+impl Lock {
+    /// Sets `recognition.workers` (frames recognised at once).
+    fn with_workers(self, workers: u32) -> Lock {
+        let path = self.path("lock.toml");
+        let config = std::fs::read_to_string(&path).unwrap().replace(
+            "[recognition]\n",
+            &format!("[recognition]\nworkers = {workers}\n"),
+        );
+        std::fs::write(path, config).unwrap();
+        self
+    }
+}
+
+#[test]
+fn recognising_several_frames_at_once_reaches_the_same_decisions_as_one_at_a_time() {
+    // A stranger next to nobody, then an enrolled person, then the stranger again and the
+    // person again: one unlock (the stranger's frames break nothing already granted and
+    // never unlock), one refusal per encounter.
+    let decisions = |workers: u32| {
+        let lock = Lock::new(&classifier_without_ben().0.bytes, FAST, None).with_workers(workers);
+        lock.add_frames(&photos("ben_afflek")[..1], 4);
+        lock.add_frames(&empty_hallway(), 3);
+        lock.add_frames(&photos("madonna")[..1], 4);
+        lock.add_frames(&empty_hallway(), 20);
+        let out = lock.run_replay();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let events: Vec<String> = lock
+            .audit()
+            .iter()
+            .filter_map(|r| match r["event"].as_str()? {
+                e @ ("unlock" | "relock" | "denied-unknown") => {
+                    Some(format!("{e} {}", r["person"].as_str().unwrap_or("-")))
+                }
+                _ => None,
+            })
+            .collect();
+        (events, stderr)
+    };
+    let (one, _) = decisions(1);
+    let (three, stderr) = decisions(3);
+    assert_eq!(
+        one,
+        ["denied-unknown -", "unlock madonna", "relock madonna"],
+        "one at a time"
+    );
+    assert_eq!(three, one, "three at once");
+    assert!(
+        stderr.contains("recognising up to 3 frames at once"),
+        "{stderr}"
+    );
 }
 
 #[test]
