@@ -1096,8 +1096,19 @@ impl Validator<'_> {
             raw.workers
                 .unwrap_or_else(|| defaults::workers(cores, threads)),
             1..=16,
-            "frames recognised at once, one thread each; 1, or the number of cores",
+            "frames recognised at once, one thread each; 1 up to the number of cores",
         )?;
+        if workers > 1 && threads > 1 {
+            return Err(self.invalid(
+                "recognition.workers",
+                format!(
+                    "= {workers} together with recognition.threads = {threads} would run \
+                     {workers} frames on {threads} threads each, more threads than cores"
+                ),
+                "use one of them: recognition.workers (several frames at once, faster here) \
+                 with threads = 1, or threads with workers = 1",
+            ));
+        }
         Ok(RecognitionSettings {
             threads: threads as usize,
             workers: workers as usize,
@@ -2053,6 +2064,15 @@ mod tests {
             error(&MINIMAL.replace("[recognition]\n", "[recognition]\n        workers = 0\n"));
         assert!(message.contains("recognition.workers"), "{message}");
         assert!(message.contains("one thread each"), "{message}");
+        let both = MINIMAL.replace(
+            "[recognition]\n",
+            "[recognition]\n        workers = 2\n        threads = 4\n",
+        );
+        let message = error(&both);
+        assert!(message.contains("recognition.threads = 4"), "{message}");
+        let threads_only =
+            MINIMAL.replace("[recognition]\n", "[recognition]\n        threads = 4\n");
+        assert_eq!(parse(&threads_only).unwrap().recognition.workers, 1);
     }
 
     #[test]

@@ -330,11 +330,12 @@ impl Metrics {
         get(&self.decisions[outcome.index()])
     }
 
-    /// Camera errors.
+    /// Frames dropped for a newer one while every recognition worker was busy.
     pub fn frames_dropped(&self) -> u64 {
         get(&self.frames_dropped)
     }
 
+    /// Camera errors.
     pub fn camera_errors(&self) -> u64 {
         get(&self.camera_errors)
     }

@@ -33,8 +33,7 @@ pub(super) struct Job {
     pub image: RgbImage,
     /// When the camera delivered it.
     pub captured: Instant,
-    /// When the vision thread took it (recognition time is measured from here, so it
-    /// includes any wait for a worker).
+    /// When the vision thread took it (the idle-scene check's time).
     pub started: Instant,
 }
 
@@ -53,8 +52,9 @@ pub(super) struct Delivery {
     camera_interval: Option<Duration>,
     frames_required: u32,
     window: Duration,
-    /// Frames recognised at once: face frames come `recognition time / workers` apart.
-    workers: u32,
+    /// Frames recognised at once (set when the workers have started): face frames come
+    /// `recognition time / workers` apart.
+    pub workers: u32,
 }
 
 impl Delivery {
@@ -74,7 +74,7 @@ impl Delivery {
             camera_interval: camera::frame_interval(&settings.camera),
             frames_required: settings.policy.frames_required,
             window: settings.policy.window,
-            workers: settings.recognition.workers.max(1) as u32,
+            workers: 1,
         }
     }
 
@@ -104,10 +104,12 @@ impl Delivery {
             small,
             stages,
         } = result;
+        // The recognition itself, without any wait for a worker or for earlier frames.
+        let took = stages.map_or_else(|| started.elapsed(), |(detect, embed)| detect + embed);
         self.idle.recognised(&image, faces.len(), started);
-        self.stats.recognised(started);
+        self.stats.recognised(took);
         self.metrics.frame_recognized(faces.len());
-        self.metrics.stage(Stage::Recognize, started.elapsed());
+        self.metrics.stage(Stage::Recognize, took);
         if let Some((detect, embed)) = stages {
             self.metrics.stage(Stage::Detect, detect);
             if !faces.is_empty() {
@@ -118,7 +120,8 @@ impl Delivery {
             .offer(Instant::now(), &image, &faces, || small.clone());
         if !faces.is_empty() {
             if let Some(warning) = self.pace.face_frame(
-                started.elapsed() / self.workers,
+                took,
+                self.workers,
                 self.camera_interval,
                 self.frames_required,
                 self.window,
@@ -130,7 +133,7 @@ impl Delivery {
         log::debug!(
             "frame: {} face(s) in {:.0} ms",
             faces.len(),
-            started.elapsed().as_secs_f64() * 1e3
+            took.as_secs_f64() * 1e3
         );
         self.send(Input::Seen(Box::new(Seen {
             image,

@@ -8,18 +8,23 @@
 //! delivered their frames: a worker that finishes early holds its result until the frames
 //! before it are delivered. A worker whose recognition fails, or panics, delivers the
 //! failure in its place ([`Input::RecognitionFailed`](super::Input)), so the door loop
-//! discards the confirmation and the order never stalls.
+//! discards the confirmation and the order never stalls. At most two frames per worker are
+//! taken and not yet delivered; a frame whose recognition hangs therefore holds back a
+//! bounded number of results, and [`Pool::stalled`] tells the vision thread to stop
+//! beating its heartbeat, so systemd's watchdog restarts the service (locked).
 //!
 //! Why whole frames per worker rather than a detect stage feeding an embed stage: FaceNet
 //! is about 60 % of a frame with one face, so two stages can never run more than 1/0.6 ≈
 //! 1.7× faster than one thread, and three confirming frames still pay for three embeddings
 //! one after another. Workers that each take a whole frame scale with the cores, and the
-//! unlock waits for (N − 1) frame intervals plus one frame's recognition.
+//! unlock waits for (N − 1) frame intervals plus one frame's recognition when there are at
+//! least N workers (with fewer, for the slower of the camera and recognition ÷ workers).
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 
@@ -43,12 +48,15 @@ struct Shared {
     metrics: Arc<Metrics>,
 }
 
-#[derive(Default)]
 struct Slot {
     /// The frame waiting for a worker.
     pending: Option<Job>,
     /// The sequence number of the next frame a worker takes.
     next: u64,
+    /// The frames taken and not yet delivered, with when they were taken.
+    undelivered: BTreeMap<u64, Instant>,
+    /// At most this many of them (two per worker).
+    limit: usize,
     stop: bool,
     /// The door loop has gone.
     gone: bool,
@@ -70,7 +78,14 @@ impl Pool {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
-            slot: Mutex::new(Slot::default()),
+            slot: Mutex::new(Slot {
+                pending: None,
+                next: 0,
+                undelivered: BTreeMap::new(),
+                limit: 2 * workers.len().max(1),
+                stop: false,
+                gone: false,
+            }),
             waiting: Condvar::new(),
             order: Mutex::new(Order::default()),
             delivery,
@@ -84,7 +99,12 @@ impl Pool {
             let shared = shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("recognize-{i}"))
-                .spawn(move || work(&shared, worker))?;
+                .spawn(move || {
+                    if catch_unwind(AssertUnwindSafe(|| work(&shared, worker))).is_err() {
+                        // Its frame stays undelivered: `stalled` reports it in time.
+                        log::error!("recognition worker {i} stopped after a panic");
+                    }
+                })?;
             pool.threads.push(thread);
         }
         Ok(pool)
@@ -104,6 +124,28 @@ impl Pool {
         drop(slot);
         self.shared.waiting.notify_one();
         Ok(())
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> u32 {
+        self.threads.len() as u32
+    }
+
+    /// Whether every frame submitted so far has been delivered (none waiting, none being
+    /// recognised, none held for order), or nothing more will be: the door loop has gone.
+    pub fn idle(&self) -> bool {
+        let slot = lock(&self.shared.slot);
+        slot.gone || (slot.pending.is_none() && slot.undelivered.is_empty())
+    }
+
+    /// Whether the oldest frame not yet delivered was taken more than `limit` ago: a
+    /// recognition that hangs, or a worker that died.
+    pub fn stalled(&self, limit: Duration) -> bool {
+        lock(&self.shared.slot)
+            .undelivered
+            .values()
+            .next()
+            .is_some_and(|taken| taken.elapsed() > limit)
     }
 }
 
@@ -132,10 +174,13 @@ fn work(shared: &Shared, mut worker: Box<dyn FrameWorker>) {
                 if slot.stop || slot.gone {
                     return;
                 }
-                if let Some(job) = slot.pending.take() {
-                    let seq = slot.next;
-                    slot.next += 1;
-                    break (seq, job);
+                if slot.undelivered.len() < slot.limit {
+                    if let Some(job) = slot.pending.take() {
+                        let seq = slot.next;
+                        slot.next += 1;
+                        slot.undelivered.insert(seq, Instant::now());
+                        break (seq, job);
+                    }
                 }
                 slot = shared
                     .waiting
@@ -168,7 +213,11 @@ fn deliver_in_order(
             return Ok(());
         };
         order.next += 1;
-        lock(&shared.delivery).deliver(job, result)?;
+        let delivered = lock(&shared.delivery).deliver(job, result);
+        lock(&shared.slot).undelivered.remove(&next);
+        // A worker may be waiting for the number of undelivered frames to go down.
+        shared.waiting.notify_all();
+        delivered?;
     }
 }
 
@@ -306,6 +355,38 @@ mod tests {
             assert!(Instant::now() < deadline, "the pool never noticed");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn the_pool_is_idle_only_once_every_submitted_frame_is_delivered() {
+        let (pool, rx, _) = pool(2);
+        assert!(pool.idle());
+        pool.submit(job(frame(1, 10, 0))).unwrap();
+        assert!(!pool.idle(), "waiting or being recognised");
+        assert_eq!(received(&rx, 1), ["1"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pool.idle() {
+            assert!(Instant::now() < deadline, "never idle after delivering");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_hung_recognition_holds_back_a_bounded_number_of_frames_and_is_reported() {
+        // Frame 1 takes 500 ms; the other worker finishes frames 2.. at once, but at most
+        // two per worker are taken and not delivered, so it stops after frame 4.
+        let (pool, rx, _) = pool(2);
+        pool.submit(job(frame(1, 50, 0))).unwrap();
+        until_taken(&pool);
+        for id in 2..=10 {
+            pool.submit(job(frame(id, 0, 0))).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(lock(&pool.shared.slot).undelivered.len(), 4);
+        assert!(pool.stalled(Duration::from_millis(40)));
+        assert!(!pool.stalled(Duration::from_secs(10)));
+        // Then everything is delivered in order: 1, the three held, the newest waiting.
+        assert_eq!(received(&rx, 5), ["1", "2", "3", "4", "10"]);
     }
 
     #[test]

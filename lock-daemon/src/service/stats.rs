@@ -1,6 +1,6 @@
 //! Frame-processing figures, logged when the vision thread stops.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Frame-processing figures, logged when the service stops.
 #[derive(Debug, Default)]
@@ -20,11 +20,10 @@ impl FrameStats {
         self.frames += 1;
     }
 
-    pub(super) fn recognised(&mut self, started: Instant) {
-        let now = Instant::now();
-        self.millis
-            .push(now.saturating_duration_since(started).as_secs_f32() * 1e3);
-        self.last = Some(now);
+    /// A frame was recognised in `took`.
+    pub(super) fn recognised(&mut self, took: Duration) {
+        self.millis.push(took.as_secs_f32() * 1e3);
+        self.last = Some(Instant::now());
     }
 
     pub(super) fn summary(&mut self) -> Option<String> {

@@ -25,7 +25,7 @@ use crate::recognizer::FrameResult;
 use super::delivery::{Delivery, Gone, Job};
 use super::pool::Pool;
 use super::watch::FileWatch;
-use super::{Input, Recognizer};
+use super::{Input, Recognizer, VISION_STALL_LIMIT};
 
 /// Opens (and after a failure, reopens) the camera. Runs on the vision thread, so a camera
 /// need not be `Send`.
@@ -87,6 +87,8 @@ struct Running<R> {
     failures: u32,
     /// `camera.expect_ir`: colour frames are being refused (reported once per episode).
     colour_frames: u64,
+    /// A recognition that hangs has been reported.
+    stall_logged: bool,
 }
 
 impl<R: Recognizer> Vision<R> {
@@ -115,6 +117,12 @@ impl<R: Recognizer> Vision<R> {
             self.out.clone(),
         )));
         let pool = self.start_pool(&delivery);
+        if let Some(pool) = &pool {
+            delivery
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .workers = pool.workers();
+        }
         let mut running = Running {
             v: self,
             watch,
@@ -122,6 +130,7 @@ impl<R: Recognizer> Vision<R> {
             pool,
             failures: 0,
             colour_frames: 0,
+            stall_logged: false,
         };
         let _ = running.run(camera);
         // The workers finish their frames first, so the figures include them.
@@ -162,7 +171,7 @@ impl<R: Recognizer> Running<R> {
         let timeout = self.v.settings.camera.read_timeout;
         let mut replay_ended = false;
         while !self.stopping() {
-            self.v.heartbeat.beat();
+            self.beat();
             self.maybe_reload(self.v.clock.now())?;
             let reading = Instant::now();
             match camera.next_frame(timeout) {
@@ -175,6 +184,7 @@ impl<R: Recognizer> Running<R> {
                 Ok(None) => {
                     if camera.finished() && !replay_ended {
                         replay_ended = true;
+                        self.finish_frames()?;
                         self.send(Input::ReplayEnded)?;
                     }
                 }
@@ -189,6 +199,37 @@ impl<R: Recognizer> Running<R> {
             }
         }
         Ok(())
+    }
+
+    /// Waits until the workers have delivered every frame handed to them, so the end of a
+    /// replay reaches the door loop after its last frames.
+    fn finish_frames(&mut self) -> Result<(), Gone> {
+        while self.pool.as_ref().is_some_and(|pool| !pool.idle()) {
+            if self.stopping() {
+                return Err(Gone);
+            }
+            self.beat();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Tells the door loop this side is alive, unless a frame has been in recognition for
+    /// longer than [`VISION_STALL_LIMIT`]: then the beats stop, the watchdog pings stop,
+    /// and systemd restarts the service (the door stays locked meanwhile).
+    fn beat(&mut self) {
+        match &self.pool {
+            Some(pool) if pool.stalled(VISION_STALL_LIMIT) => {
+                if !self.stall_logged {
+                    self.stall_logged = true;
+                    log::error!(
+                        "a frame has been in recognition for over {} s: recognition hangs",
+                        VISION_STALL_LIMIT.as_secs()
+                    );
+                }
+            }
+            _ => self.v.heartbeat.beat(),
+        }
     }
 
     fn stopping(&self) -> bool {
@@ -280,7 +321,7 @@ impl<R: Recognizer> Running<R> {
             )))?;
             return Err(Gone);
         }
-        let clock = &self.v.clock;
+        let clock = self.v.clock.clone();
         let deadline = clock.now() + backoff(self.failures);
         loop {
             let left = deadline.saturating_duration_since(clock.now());
@@ -290,7 +331,7 @@ impl<R: Recognizer> Running<R> {
             if self.stopping() {
                 return Err(Gone);
             }
-            self.v.heartbeat.beat();
+            self.beat();
             clock.sleep(BACKOFF_STEP.min(left));
         }
         match (self.v.open_camera)() {
@@ -309,6 +350,9 @@ impl<R: Recognizer> Running<R> {
             return Ok(());
         }
         self.watch.absorb();
+        // Frames in flight were recognised with the classifier in service: they reach the
+        // door loop before the new one takes over.
+        self.finish_frames()?;
         let _ = self.v.notifier.reloading();
         let record = match self.v.recognizer.reload() {
             Ok(labels) => {
