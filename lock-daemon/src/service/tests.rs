@@ -213,7 +213,45 @@ fn face(identity: Option<&str>) -> Recognized {
     }
 }
 
+/// What the scripted recognizer sees in a frame.
+fn scripted(by_tag: &[Sees], gate: &Gate, frame: &RgbImage) -> Result<Vec<Recognized>> {
+    let tag = frame.get_pixel(0, 0)[0] as usize;
+    match &by_tag[tag] {
+        Sees::Ada => Ok(vec![face(Some("ada"))]),
+        Sees::Stranger => Ok(vec![face(None)]),
+        Sees::Nobody => Ok(vec![]),
+        Sees::Stuck => {
+            gate.pass();
+            Ok(vec![])
+        }
+        Sees::Error => Err(anyhow!("injected recognition failure")),
+        Sees::Panic => panic!("injected recognizer panic"),
+    }
+}
+
+/// The scripted recognizer on a worker of the frame pipeline.
+struct ScriptedWorker {
+    by_tag: Vec<Sees>,
+    gate: Gate,
+}
+
+impl crate::recognizer::FrameWorker for ScriptedWorker {
+    fn recognize(&mut self, frame: &RgbImage) -> Result<crate::recognizer::FrameResult> {
+        Ok(crate::recognizer::FrameResult {
+            faces: scripted(&self.by_tag, &self.gate, frame)?,
+            ..Default::default()
+        })
+    }
+}
+
 impl Recognizer for ScriptedRecognizer {
+    fn worker(&self) -> Option<Box<dyn crate::recognizer::FrameWorker>> {
+        Some(Box::new(ScriptedWorker {
+            by_tag: self.by_tag.clone(),
+            gate: self.gate.clone(),
+        }))
+    }
+
     fn recognize(&mut self, frame: &RgbImage) -> Result<Vec<Recognized>> {
         let tag = frame.get_pixel(0, 0)[0] as usize;
         match &self.by_tag[tag] {
@@ -260,9 +298,13 @@ const ERROR: Shot = Shot::Frame(4);
 const PANIC: Shot = Shot::Frame(5);
 
 fn settings(dir: &Path, unlock_secs: f64, camera: &str) -> Settings {
+    settings_with_workers(dir, unlock_secs, camera, 1)
+}
+
+fn settings_with_workers(dir: &Path, unlock_secs: f64, camera: &str, workers: u32) -> Settings {
     let text = format!(
         "[camera]\nread_timeout_ms = 100\n{camera}\
-         [recognition]\nclassifier = \"classifier.onnx\"\n\
+         [recognition]\nclassifier = \"classifier.onnx\"\nworkers = {workers}\n\
          [policy]\nframes_required = 3\nwindow_secs = 2.0\nunlock_secs = {unlock_secs}\n\
          cooldown_secs = 0.2\n\
          [relay]\nbackend = \"sim\"\nsim_log = \"relay.log\"\n\
@@ -281,6 +323,9 @@ struct Build {
     reloads: Vec<Reload>,
     reload_at_start: bool,
     real_time: bool,
+    /// `recognition.workers`; above 1, the camera delivers a frame every 100 ms of real
+    /// time so that the workers keep up and no frame is dropped, even on a loaded machine.
+    workers: u32,
 }
 
 /// A service on scripted parts: `opens` are the cameras handed out by successive opens
@@ -294,6 +339,7 @@ fn rig(opens: Vec<Vec<Shot>>) -> Build {
         reloads: Vec::new(),
         reload_at_start: false,
         real_time: false,
+        workers: 1,
     }
 }
 
@@ -313,9 +359,10 @@ impl Build {
         let gate = Gate::default();
         let opened = Arc::new(Mutex::new(Vec::new()));
         let mut opens: VecDeque<Vec<Shot>> = self.opens.into();
-        let (interval, stall) = match self.real_time {
-            true => (Duration::from_millis(20), Duration::MAX),
-            false => (Duration::ZERO, Duration::from_millis(1)),
+        let (interval, stall) = match (self.real_time, self.workers > 1) {
+            (true, _) => (Duration::from_millis(20), Duration::MAX),
+            (false, true) => (Duration::from_millis(100), Duration::from_millis(1)),
+            (false, false) => (Duration::ZERO, Duration::from_millis(1)),
         };
         let open_camera: CameraOpener = {
             let (clock, opened) = (clock.clone(), opened.clone());
@@ -335,7 +382,12 @@ impl Build {
             })
         };
         let service = Service::with_parts(Parts {
-            settings: settings(dir.path(), self.unlock_secs, self.camera),
+            settings: settings_with_workers(
+                dir.path(),
+                self.unlock_secs,
+                self.camera,
+                self.workers,
+            ),
             relay: Box::new(MemoryRelay {
                 door: door.clone(),
                 clock: clock.clone(),
@@ -593,6 +645,60 @@ fn a_recognition_error_is_audited_and_the_loop_carries_on_locked() {
         .all(|s| *s == LockState::Locked));
     let stop = &rig.ctl.events("stop")[0];
     assert_eq!(stop["message"], "stopped, door locked");
+}
+
+#[test]
+fn with_several_workers_a_failed_frame_breaks_the_confirmation_and_only_three_unbroken_frames_unlock(
+) {
+    let mut rig = Build {
+        workers: 2,
+        ..rig(vec![vec![
+            ADA, ADA, ERROR, ADA, ADA, STRANGER, ADA, ADA, ADA,
+        ]])
+    }
+    .start();
+    rig.run(|ctl| {
+        ctl.wait_until("the unlock", |c| !c.events("unlock").is_empty());
+        // In camera order: the error broke the first two, the stranger the next two.
+        assert_eq!(
+            ctl.errors("recognition failed"),
+            ["recognition failed: injected recognition failure"]
+        );
+        assert_eq!(ctl.events("denied-unknown").len(), 1);
+        assert_eq!(ctl.events("unlock").len(), 1);
+        assert_eq!(ctl.events("unlock")[0]["frames"], 3);
+    })
+    .unwrap();
+    assert_eq!(
+        rig.ctl.door.states(),
+        [LockState::Locked, LockState::Unlocked, LockState::Locked]
+    );
+}
+
+#[test]
+fn a_panic_in_a_worker_is_a_failed_frame_and_the_door_stays_locked() {
+    let mut rig = Build {
+        workers: 2,
+        ..rig(vec![vec![ADA, ADA, PANIC, ADA, ADA, STRANGER]])
+    }
+    .start();
+    rig.run(|ctl| {
+        ctl.wait_until("the stranger refused", |c| {
+            !c.events("denied-unknown").is_empty()
+        });
+        assert_eq!(
+            ctl.errors("recognition failed"),
+            ["recognition failed: the recognition worker panicked"]
+        );
+        assert!(ctl.events("unlock").is_empty());
+    })
+    .unwrap();
+    assert!(rig
+        .ctl
+        .door
+        .states()
+        .iter()
+        .all(|s| *s == LockState::Locked));
 }
 
 #[test]
