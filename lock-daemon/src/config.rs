@@ -187,6 +187,7 @@ struct RawRecognition {
     detector_min_face_px: Option<f64>,
     threads: Option<u32>,
     workers: Option<u32>,
+    precision: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -462,6 +463,10 @@ pub struct RecognitionSettings {
     pub threads: usize,
     /// Frames recognised at once, one per worker thread (1 = on the vision thread).
     pub workers: usize,
+    /// The number format FaceNet computes in, resolved for this CPU.
+    pub precision: recognition::Precision,
+    /// What `recognition.precision` says: `f32`, `f16` or `auto`.
+    pub precision_setting: &'static str,
 }
 
 /// Decision policy settings.
@@ -791,6 +796,34 @@ impl Validator<'_> {
         }
     }
 
+    /// `recognition.precision` resolved for a CPU whose native precision is `native`:
+    /// `f32` (the default), `auto` (f16 only where the CPU has FP16 arithmetic) or `f16`
+    /// (refused on a CPU without it, where tract would emulate it at seconds a face).
+    fn precision(
+        &self,
+        value: Option<&str>,
+        native: recognition::Precision,
+    ) -> Result<(recognition::Precision, &'static str), ConfigError> {
+        use recognition::Precision;
+        let key = "recognition.precision";
+        match value.unwrap_or("f32") {
+            "f32" => Ok((Precision::F32, "f32")),
+            "auto" => Ok((native, "auto")),
+            "f16" if native == Precision::F16 => Ok((Precision::F16, "f16")),
+            "f16" => Err(self.invalid(
+                key,
+                "= \"f16\" needs a CPU with FP16 arithmetic (ARMv8.2-A FP16, as in a Pi 5), \
+                 and this one has none: it would emulate f16 at seconds a face",
+                "use \"auto\" (f16 only where the CPU has it) or \"f32\"",
+            )),
+            other => Err(self.invalid(
+                key,
+                format!("= {other:?} is not a precision"),
+                "use \"f32\" (the default), \"auto\" or \"f16\"",
+            )),
+        }
+    }
+
     /// An integer that must lie in `range`.
     fn int<T>(
         &self,
@@ -1109,9 +1142,13 @@ impl Validator<'_> {
                  with threads = 1, or threads with workers = 1",
             ));
         }
+        let (precision, precision_setting) =
+            self.precision(raw.precision.as_deref(), recognition::Precision::native())?;
         Ok(RecognitionSettings {
             threads: threads as usize,
             workers: workers as usize,
+            precision,
+            precision_setting,
             model_dir: raw
                 .model_dir
                 .map(|p| self.resolve(p))
@@ -2047,6 +2084,47 @@ mod tests {
             settings.relay.backend,
             RelayBackend::Gpio { bcm_pin: 17, .. }
         ));
+    }
+
+    #[test]
+    fn facenet_runs_in_f32_unless_told_and_f16_only_on_a_cpu_with_fp16() {
+        use recognition::Precision;
+        let with = |value: &str| {
+            MINIMAL.replace(
+                "[recognition]\n",
+                &format!("[recognition]\n        precision = \"{value}\"\n"),
+            )
+        };
+        let set = parse(MINIMAL).unwrap();
+        assert_eq!(set.recognition.precision, Precision::F32);
+        assert_eq!(
+            parse(&with("f32")).unwrap().recognition.precision,
+            Precision::F32
+        );
+        let auto = parse(&with("auto")).unwrap().recognition;
+        assert_eq!(
+            (auto.precision, auto.precision_setting),
+            (Precision::native(), "auto")
+        );
+        let message = error(&with("fp16"));
+        assert!(message.contains("recognition.precision"), "{message}");
+        assert!(message.contains("\"auto\""), "{message}");
+
+        // Resolved against each kind of CPU, whatever this one is.
+        let validator = Validator {
+            path: Path::new("/etc/facelock/test.toml"),
+        };
+        let on = |value: &str, native| validator.precision(Some(value), native);
+        assert_eq!(on("auto", Precision::F16).unwrap().0, Precision::F16);
+        assert_eq!(on("auto", Precision::F32).unwrap().0, Precision::F32);
+        assert_eq!(on("f16", Precision::F16).unwrap().0, Precision::F16);
+        assert_eq!(on("f32", Precision::F16).unwrap().0, Precision::F32);
+        let refused = on("f16", Precision::F32).unwrap_err().to_string();
+        assert!(
+            refused.contains("needs a CPU with FP16 arithmetic"),
+            "{refused}"
+        );
+        assert!(refused.contains("use \"auto\""), "{refused}");
     }
 
     #[test]

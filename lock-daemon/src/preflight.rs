@@ -159,8 +159,8 @@ fn classifier(settings: &Settings, models: Models) -> Result<(), String> {
 fn load_pipeline(settings: &Settings) -> Result<FacePipeline, String> {
     let r = &settings.recognition;
     let models = ModelDir::open(&r.model_dir).map_err(|e| e.to_string())?;
-    let mut pipeline =
-        FacePipeline::load(&models, r.pipeline_config()).map_err(|e| e.to_string())?;
+    let mut pipeline = FacePipeline::load_with(&models, r.pipeline_config(), r.precision)
+        .map_err(|e| e.to_string())?;
     let (w, h) = camera::rotated_size(&settings.camera);
     pipeline
         .mtcnn

@@ -489,7 +489,14 @@ impl PipelineRecognizer {
         }
         let r = &settings.recognition;
         let models = ModelDir::open(&r.model_dir)?;
-        let mut pipeline = FacePipeline::load(&models, r.pipeline_config())?;
+        let mut pipeline = FacePipeline::load_with(&models, r.pipeline_config(), r.precision)?;
+        if r.precision != recognition::Precision::F32 || r.precision_setting != "f32" {
+            log::info!(
+                "FaceNet computes in {} (recognition.precision = {})",
+                r.precision,
+                r.precision_setting
+            );
+        }
         let (w, h) = camera::rotated_size(&settings.camera);
         pipeline.mtcnn.prepare_for_frame_size(w, h)?;
         let trusted_key = settings.security.trusted_key.clone();

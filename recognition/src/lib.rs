@@ -23,7 +23,7 @@ pub mod subject;
 pub use artifact::{ClassifierMeta, HeadParams, Thresholds};
 pub use classify::{Classifier, Prediction, Scores};
 pub use detect::{BBox, DetectorConfig, Face, Mtcnn};
-pub use embed::{Embedder, Embedding};
+pub use embed::{Embedder, Embedding, Precision};
 pub use engine::{set_threads, OpTime};
 pub use error::{Error, Result};
 pub use models::ModelDir;

@@ -9,7 +9,7 @@ use image::RgbImage;
 use crate::align::crop_face;
 use crate::classify::{Classifier, Prediction};
 use crate::detect::{DetectorConfig, Face, Mtcnn};
-use crate::embed::{Embedder, Embedding};
+use crate::embed::{Embedder, Embedding, Precision};
 use crate::error::Result;
 use crate::models::ModelDir;
 
@@ -55,9 +55,18 @@ pub struct FacePipeline {
 impl FacePipeline {
     /// Loads MTCNN and FaceNet from a model directory.
     pub fn load(models: &ModelDir, config: PipelineConfig) -> Result<FacePipeline> {
+        Self::load_with(models, config, Precision::F32)
+    }
+
+    /// Loads MTCNN, and FaceNet computing in `precision`.
+    pub fn load_with(
+        models: &ModelDir,
+        config: PipelineConfig,
+        precision: Precision,
+    ) -> Result<FacePipeline> {
         // FaceNet first: the detector's smaller allocations then reuse what its
         // loading freed, rather than adding to its peak.
-        let embedder = Embedder::load(models)?;
+        let embedder = Embedder::load_with(models, precision)?;
         Ok(FacePipeline {
             mtcnn: Mtcnn::load(models, config.detector.clone())?,
             embedder,
