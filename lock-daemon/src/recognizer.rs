@@ -490,7 +490,7 @@ impl PipelineRecognizer {
         let r = &settings.recognition;
         let models = ModelDir::open(&r.model_dir)?;
         let mut pipeline = FacePipeline::load_with(&models, r.pipeline_config(), r.precision)?;
-        if r.precision != recognition::Precision::F32 || r.precision_setting != "f32" {
+        if r.precision_setting != "f32" {
             log::info!(
                 "FaceNet computes in {} (recognition.precision = {})",
                 r.precision,

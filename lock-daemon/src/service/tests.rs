@@ -38,6 +38,11 @@ impl Door {
         self.log().into_iter().map(|(s, _)| s).collect()
     }
 
+    /// Nothing but `Locked` was ever written.
+    fn stayed_locked(&self) -> bool {
+        self.states().iter().all(|s| *s == LockState::Locked)
+    }
+
     /// Every attempt, taken or not.
     fn attempts(&self) -> Vec<(LockState, bool)> {
         let log = self.0.lock().unwrap();
@@ -637,12 +642,7 @@ fn a_recognition_error_is_audited_and_the_loop_carries_on_locked() {
         assert_eq!(ctl.board.get().lock, "locked");
     })
     .unwrap();
-    assert!(rig
-        .ctl
-        .door
-        .states()
-        .iter()
-        .all(|s| *s == LockState::Locked));
+    assert!(rig.ctl.door.stayed_locked(), "{:?}", rig.ctl.door.states());
     let stop = &rig.ctl.events("stop")[0];
     assert_eq!(stop["message"], "stopped, door locked");
 }
@@ -693,12 +693,7 @@ fn a_panic_in_a_worker_is_a_failed_frame_and_the_door_stays_locked() {
         assert!(ctl.events("unlock").is_empty());
     })
     .unwrap();
-    assert!(rig
-        .ctl
-        .door
-        .states()
-        .iter()
-        .all(|s| *s == LockState::Locked));
+    assert!(rig.ctl.door.stayed_locked(), "{:?}", rig.ctl.door.states());
 }
 
 #[test]
